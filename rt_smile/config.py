@@ -1,0 +1,61 @@
+"""Frozen configuration dataclasses, one per stage; every field is documented here, once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FaceChoice = Literal["single", "largest"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Face-landmark detection."""
+
+    #: Also return the 10 iris points (478 instead of 468 landmarks).
+    refine_landmarks: bool = False
+    #: How many faces the detector looks for before choosing one.
+    max_faces: int = 4
+    #: "single": several faces is an error; "largest": take the face with the largest IOD.
+    face: FaceChoice = "single"
+    #: Faces with an inter-ocular distance (outer eye corners) under this many pixels are refused.
+    min_iod_px: float = 24.0
+    #: Minimum face-detection confidence of the detector.
+    min_detection_confidence: float = 0.5
+    #: Optional path to a MediaPipe Tasks ``face_landmarker.task`` model; None uses the
+    #: face mesh bundled with mediapipe 0.10.21.
+    task_model: str | None = None
+
+
+@dataclass(frozen=True)
+class CropConfig:
+    """The square, aligned face crop that the translator animates."""
+
+    #: Side of the crop in pixels (256 or 512; upscaling allowed).
+    size: int = 256
+    #: Side of the crop in inter-ocular distances.
+    span_iod: float = 3.0
+    #: Vertical offset of the crop centre below the eye midpoint, in inter-ocular distances.
+    center_below_eyes_iod: float = 0.4
+    #: Width of the feathered border used when pasting the crop back, as a fraction of its side.
+    feather: float = 0.08
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    """Landmark-to-face translator (dense warp + mouth-interior compositor)."""
+
+    #: Side of the coarse grid on which the flow is interpolated (then upsampled).
+    grid: int = 64
+    #: Damped Newton iterations on the coarse grid that invert the forward flow.
+    iterations: int = 6
+    #: Damped Newton iterations at full resolution after upsampling the coarse backward map.
+    refine_iterations: int = 2
+    #: Thin-plate spline smoothing (regularisation, in squared canonical units).
+    smoothing: float = 1e-6
+    #: Ring of zero-flow anchors at this fraction of the crop side from its border.
+    border_margin: float = 0.02
+    #: Softness of the mouth-interior mask edge, in pixels at 256² (scaled with size).
+    mouth_edge_px: float = 1.0
+    #: Height of the visible teeth band, as a fraction of the inter-ocular distance.
+    teeth_height_iod: float = 0.11

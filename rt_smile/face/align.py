@@ -1,0 +1,148 @@
+"""Similarity alignment to MediaPipe's canonical face, the aligned square crop, and paste-back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from rt_smile.config import CropConfig
+from rt_smile.face.landmarks import FaceLandmarks
+from rt_smile.face.topology import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, STABLE, canonical_vertices
+
+Points = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """x' = s·R·x + t as a 2×3 matrix (rotation, uniform scale, translation; no reflection)."""
+
+    matrix: NDArray[np.float64]
+
+    @property
+    def scale(self) -> float:
+        return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+    def apply(self, points: Points) -> Points:
+        """Map (..., 2) points."""
+        return np.asarray(points, np.float64) @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    def inverse(self) -> Similarity:
+        a_inv = np.linalg.inv(self.matrix[:, :2])
+        return Similarity(np.hstack([a_inv, -(a_inv @ self.matrix[:, 2])[:, None]]))
+
+    def then(self, other: Similarity) -> Similarity:
+        """The transform that applies ``self`` first, then ``other``."""
+        a = other.matrix[:, :2] @ self.matrix[:, :2]
+        t = other.matrix[:, :2] @ self.matrix[:, 2] + other.matrix[:, 2]
+        return Similarity(np.hstack([a, t[:, None]]))
+
+
+def fit_similarity(src: Points, dst: Points) -> Similarity:
+    """Least-squares similarity mapping ``src`` (N, 2) onto ``dst`` (N, 2) (Umeyama, 1991)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rot = u @ d @ vt
+    scale = float(np.trace(np.diag(sig) @ d) / xs.var(0).sum())
+    t = mu_d - scale * rot @ mu_s
+    return Similarity(np.hstack([scale * rot, t[:, None]]))
+
+
+@lru_cache(maxsize=1)
+def _template() -> Points:
+    v = canonical_vertices()[:, :2] * np.array([1.0, -1.0])
+    mid = (v[RIGHT_EYE_OUTER] + v[LEFT_EYE_OUTER]) / 2
+    iod = float(np.linalg.norm(v[RIGHT_EYE_OUTER] - v[LEFT_EYE_OUTER]))
+    return (v - mid) / iod
+
+
+def canonical_template() -> Points:
+    """The canonical neutral face in 2-D: (468, 2), IOD units, eye midpoint at 0, y down."""
+    return _template().copy()
+
+
+def align_to_canonical(points: Points) -> Similarity:
+    """Similarity from image pixels to the canonical frame, fitted on the stable points."""
+    idx = list(STABLE)
+    return fit_similarity(np.asarray(points)[idx], _template()[idx])
+
+
+def canonical_to_crop(config: CropConfig) -> Similarity:
+    """Canonical frame (IOD units) → crop pixels of a ``config.size`` square."""
+    s = config.size / config.span_iod
+    t = np.array([config.size / 2, config.size / 2 - s * config.center_below_eyes_iod])
+    return Similarity(np.array([[s, 0.0, t[0]], [0.0, s, t[1]]]))
+
+
+@dataclass(frozen=True)
+class FaceCrop:
+    """An aligned square face crop and how it maps to the photo."""
+
+    #: (S, S, 3) RGB uint8.
+    image: NDArray[np.uint8]
+    #: (N, 2) landmarks in crop pixels.
+    landmarks: Points
+    #: Photo pixels → crop pixels.
+    to_crop: Similarity
+    #: (width, height) of the photo.
+    photo_size: tuple[int, int]
+
+    @property
+    def size(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def iod(self) -> float:
+        return float(np.linalg.norm(self.landmarks[RIGHT_EYE_OUTER] - self.landmarks[LEFT_EYE_OUTER]))
+
+
+def _prefilter(rgb: NDArray[np.uint8], transform: Similarity) -> tuple[NDArray[np.uint8], Similarity]:
+    """Halve the photo while the crop would shrink it by more than 2× (anti-aliasing)."""
+    img = rgb
+    while transform.scale < 0.5 and min(img.shape[:2]) > 2:
+        img = cv2.pyrDown(img)
+        half = Similarity(np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]]))
+        transform = half.then(transform)
+    return img, transform
+
+
+def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = CropConfig()) -> FaceCrop:
+    """Resample the aligned square face crop (rotation removed, upscaling allowed)."""
+    to_crop = align_to_canonical(face.points).then(canonical_to_crop(config))
+    img, m = _prefilter(rgb, to_crop)
+    crop = cv2.warpAffine(
+        img, m.matrix, (config.size, config.size), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    h, w = rgb.shape[:2]
+    return FaceCrop(crop, to_crop.apply(face.points), to_crop, (w, h))
+
+
+def _feather_mask(size: int, feather: float) -> NDArray[np.float32]:
+    ramp = max(1.0, feather * size)
+    d = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32) + 0.5
+    edge = np.clip(d / ramp, 0.0, 1.0)
+    edge = edge * edge * (3 - 2 * edge)
+    return np.minimum(edge[:, None], edge[None, :])
+
+
+def paste_back(
+    photo: NDArray[np.uint8], crop: FaceCrop, frame: NDArray[np.uint8], feather: float = 0.08
+) -> NDArray[np.uint8]:
+    """Blend an animated crop ``frame`` back into the full photo with a feathered border."""
+    h, w = photo.shape[:2]
+    inv = crop.to_crop.inverse().matrix
+    size = (w, h)
+    warped = cv2.warpAffine(frame, inv, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    mask = cv2.warpAffine(_feather_mask(crop.size, feather), inv, size, flags=cv2.INTER_LINEAR)
+    alpha = mask[:, :, None]
+    out = photo.astype(np.float32) * (1 - alpha) + warped.astype(np.float32) * alpha
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
