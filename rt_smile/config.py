@@ -12,8 +12,11 @@ FaceChoice = Literal["single", "largest"]
 class DetectorConfig:
     """Face-landmark detection."""
 
-    #: Also return the 10 iris points (478 instead of 468 landmarks).
-    refine_landmarks: bool = False
+    #: Use MediaPipe's attention model, which refines the lips, eyes and irises (it tracks
+    #: eye closure and mouth opening much better).
+    refine_landmarks: bool = True
+    #: Also return the 10 iris points (478 instead of 468 landmarks); needs refine_landmarks.
+    iris: bool = False
     #: How many faces the detector looks for before choosing one.
     max_faces: int = 4
     #: "single": several faces is an error; "largest": take the face with the largest IOD.

@@ -105,7 +105,7 @@ class FaceMeshDetector:
                 refine_landmarks=config.refine_landmarks,
                 min_detection_confidence=config.min_detection_confidence,
             )
-        self._n = 478 if config.refine_landmarks else 468
+        self._n = 478 if config.iris and config.refine_landmarks else 468
 
     def detect_all(self, rgb: NDArray[np.uint8]) -> list[FaceLandmarks]:
         h, w = rgb.shape[:2]
@@ -143,7 +143,7 @@ class TaskLandmarkerDetector:
         except (RuntimeError, ValueError) as exc:
             raise DetectorError(f"{path} is not a valid FaceLandmarker .task model: {exc}") from exc
         self._mp = mp
-        self._n = 478 if config.refine_landmarks else 468
+        self._n = 478 if config.iris and config.refine_landmarks else 468
 
     def detect_all(self, rgb: NDArray[np.uint8]) -> list[FaceLandmarks]:
         h, w = rgb.shape[:2]

@@ -30,7 +30,9 @@ from rt_smile.face import topology as topo
 
 _MID_PAIRS = tuple(zip(topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER, strict=True))
 #: Mouth region processed by the compositor, as fractions (x0, y0, x1, y1) of the crop side.
-MOUTH_ROI = (0.18, 0.42, 0.82, 0.92)
+MOUTH_ROI = (0.25, 0.5, 0.75, 0.85)
+#: Eye region processed by the eyelid compositor, same convention.
+EYES_ROI = (0.27, 0.29, 0.73, 0.44)
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,8 @@ class FacePrior:
     neutral: Tensor
     #: (N, G*G) landmark displacement → coarse forward flow (pixels): flow = dispᵀ @ basis.
     flow_basis: Tensor
-    #: (2, 3) teeth colour (row 0) and mouth-cavity colour (row 1), in [0, 1].
-    mouth_colors: Tensor
+    #: (4, 3) colours in [0, 1], rows: teeth, mouth cavity, upper-lid skin, lash line.
+    palette: Tensor
 
 
 def _mouth_lift(points: NDArray[np.float64], neutral: NDArray[np.float64], iod: float) -> NDArray[np.float64]:
@@ -123,15 +125,55 @@ def _polygon_mask(shape: tuple[int, int], poly: NDArray[np.float64]) -> NDArray[
     return mask.astype(bool)
 
 
-def _mouth_colors(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Teeth colour from the brightest pixels of the open mouth or the eye whites; cavity colour
-    from the lips, darkened."""
+def _eye_polygon(lm: NDArray[np.float64], upper: tuple[int, ...], lower: tuple[int, ...]) -> NDArray[np.float64]:
+    return np.array([lm[i] for i in (*upper, *lower[::-1])])
+
+
+def _band_pixels(rgb: NDArray[np.float64], hw: tuple[int, int], curve: NDArray[np.float64],
+                 near: float, far: float) -> NDArray[np.float64]:
+    """Pixels between ``curve`` shifted vertically by ``near`` and by ``far`` pixels."""
+    shift = np.array([0.0, 1.0])
+    band = np.concatenate([curve + shift * near, (curve + shift * far)[::-1]])
+    return rgb[_polygon_mask(hw, band).ravel()]
+
+
+def _bright_half(px: NDArray[np.float64]) -> NDArray[np.float64]:
+    lum = px @ np.array([0.299, 0.587, 0.114])
+    return px[lum >= np.median(lum)].mean(0)
+
+
+def _lid_colors(rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Closed-lid skin (the lid just above the lashes, mixed with the cheek under the eye, whose
+    light it shares once the lid is down) and lash-line colours."""
+    iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
+    lid, cheek, margin = [], [], []
+    for upper, lower in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
+        up, lo = lm[list(upper)], lm[list(lower)]
+        lid.append(_band_pixels(rgb, hw, up, -0.025 * iod, -0.06 * iod))
+        cheek.append(_band_pixels(rgb, hw, lo, 0.08 * iod, 0.2 * iod))
+        margin.append(_band_pixels(rgb, hw, up, 0.01 * iod, -0.02 * iod))
+    lid_px, cheek_px, lash_px = (np.concatenate(x) for x in (lid, cheek, margin))
+    fallback = np.array([0.8, 0.65, 0.55])
+    lid_c = _bright_half(lid_px) if len(lid_px) > 4 else fallback
+    cheek_c = np.median(cheek_px, 0) if len(cheek_px) > 4 else lid_c
+    skin = 0.4 * lid_c + 0.6 * cheek_c
+    if len(lash_px) > 4:
+        lum = lash_px @ np.array([0.299, 0.587, 0.114])
+        lash_c = lash_px[lum <= np.quantile(lum, 0.2)].mean(0)
+    else:
+        lash_c = skin * 0.3
+    return np.stack([skin * 0.97, lash_c])
+
+
+def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Colours taken from the photo: teeth from the brightest pixels of the open mouth or the eye
+    whites; cavity from the lips, darkened; upper-lid skin and lash line from around the eyes."""
     hw = image.shape[:2]
     rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
-    inner = np.array([lm[i] for i in (*topo.LIPS_INNER_UPPER, *topo.LIPS_INNER_LOWER[::-1])])
-    eyes = [np.array([lm[i] for i in (*u, *lo[::-1])]) for u, lo in (
-        (topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER))]
-    bright = _polygon_mask(hw, inner) | _polygon_mask(hw, eyes[0]) | _polygon_mask(hw, eyes[1])
+    inner = _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
+    bright = _polygon_mask(hw, inner)
+    for up, lo in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
+        bright |= _polygon_mask(hw, _eye_polygon(lm, up, lo))
     cand = rgb[bright.ravel()]
     if len(cand) < 8:
         cand = rgb
@@ -139,11 +181,11 @@ def _mouth_colors(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[
     teeth = cand[lum >= np.quantile(lum, 0.85)].mean(0)
     teeth = 0.8 * teeth + 0.2 * np.array([0.93, 0.9, 0.84])  # towards enamel white
     teeth = np.clip(teeth * 0.95 / max(teeth.max(), 1e-3), 0.0, 1.0)
-    outer = np.array([lm[i] for i in (*topo.LIPS_OUTER_UPPER, *topo.LIPS_OUTER_LOWER[::-1])])
+    outer = _eye_polygon(lm, topo.LIPS_OUTER_UPPER, topo.LIPS_OUTER_LOWER)
     lips = _polygon_mask(hw, outer) & ~_polygon_mask(hw, inner)
     lip = rgb[lips.ravel()].mean(0) if lips.sum() > 8 else np.array([0.6, 0.3, 0.3])
     cavity = lip * np.array([0.32, 0.18, 0.18])
-    return np.stack([teeth, cavity])
+    return np.concatenate([np.stack([teeth, cavity]), _lid_colors(rgb, hw, lm)])
 
 
 def prepare_face(
@@ -158,7 +200,7 @@ def prepare_face(
         image=torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0),
         neutral=torch.from_numpy(lm).float(),
         flow_basis=torch.from_numpy(tps_flow_basis(lm, size, config).T.copy()).float(),
-        mouth_colors=torch.from_numpy(_mouth_colors(image, lm)).float(),
+        palette=torch.from_numpy(_palette(image, lm)).float(),
     )
 
 
@@ -169,6 +211,55 @@ def _piecewise(s: Tensor, knots_s: Tensor, knots_v: Tensor) -> Tensor:
     ramp = (s[:, :, None] - knots_s[:, None, :-1]).clamp(min=0.0)
     ramp = torch.minimum(ramp, ds[:, None, :])
     return knots_v[:, :1] + (ramp * slope[:, None, :]).sum(-1)
+
+
+class _CurveFrame:
+    """Coordinates along a feature (mouth, eye) from one corner (s = 0) to the other (s = 1),
+    and t across it in pixels (positive downwards for an upright face)."""
+
+    def __init__(self, start: Tensor, end: Tensor) -> None:
+        self.origin = start  # (B, 2)
+        self.length = (end - start).norm(dim=-1, keepdim=True).clamp_min(1.0)  # (B, 1)
+        self.axis = (end - start) / self.length
+        normal = torch.stack([-self.axis[:, 1], self.axis[:, 0]], -1)
+        # keep the normal pointing down the image whichever corner comes first
+        self.normal = normal * torch.where(normal[:, 1:] < 0, -1.0, 1.0)
+
+    def coords(self, p: Tensor) -> tuple[Tensor, Tensor]:
+        """p (B, P, 2) → s, t (B, P)."""
+        rel = p - self.origin[:, None]
+        return (rel * self.axis[:, None]).sum(-1) / self.length, (rel * self.normal[:, None]).sum(-1)
+
+    def curve(self, s: Tensor, points: Tensor) -> Tensor:
+        """t of the polyline ``points`` (B, K, 2), ordered along the feature, at each s."""
+        ks, kt = self.coords(points)
+        return _piecewise(s, torch.cummax(ks, 1).values, kt)
+
+
+def _roi(size: int, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = (round(f * size) for f in box)
+    return x0, y0, x1, y1
+
+
+def _paste(frames: Tensor, patch: Tensor, roi: tuple[int, int, int, int], channels_last: bool = False) -> Tensor:
+    """Replace the ROI of frames (B, C, S, S), or (B, S, S, C) with ``channels_last``, by
+    ``patch``, with fixed-shape concatenations."""
+    x0, y0, x1, y1 = roi
+    h = 1 if channels_last else 2
+    rows = frames.narrow(h, y0, y1 - y0)
+    mid = torch.cat([rows.narrow(h + 1, 0, x0), patch, rows.narrow(h + 1, x1, frames.shape[h + 1] - x1)], h + 1)
+    return torch.cat([frames.narrow(h, 0, y0), mid, frames.narrow(h, y1, frames.shape[h] - y1)], h)
+
+
+def _crop(frames: Tensor, roi: tuple[int, int, int, int], channels_last: bool = False) -> Tensor:
+    x0, y0, x1, y1 = roi
+    h = 1 if channels_last else 2
+    return frames.narrow(h, y0, y1 - y0).narrow(h + 1, x0, x1 - x0)
+
+
+def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
+    """Soft indicator of top < t < bottom."""
+    return torch.sigmoid((t - top) / edge) * torch.sigmoid((bottom - t) / edge)
 
 
 class Translator(nn.Module):
@@ -184,12 +275,11 @@ class Translator(nn.Module):
         px = torch.arange(size, dtype=torch.float32)
         full = torch.stack(torch.meshgrid(px, px, indexing="xy"), -1)[None]
         self.register_buffer("full_grid", self._to_norm(full), persistent=False)
-        x0, y0, x1, y1 = (round(f * size) for f in MOUTH_ROI)
-        self.roi = (x0, y0, x1, y1)
-        roi_grid = full[:, y0:y1, x0:x1].reshape(1, -1, 2)
-        self.register_buffer("roi_pixels", roi_grid, persistent=False)
-        self.upper_idx = list(topo.LIPS_INNER_UPPER)
-        self.lower_idx = list(topo.LIPS_INNER_LOWER)
+        self.mouth_roi = _roi(size, MOUTH_ROI)
+        self.eyes_roi = _roi(size, EYES_ROI)
+        for name, (x0, y0, x1, y1) in (("mouth_pixels", self.mouth_roi), ("eyes_pixels", self.eyes_roi)):
+            self.register_buffer(name, full[:, y0:y1, x0:x1].reshape(1, -1, 2), persistent=False)
+        self.edge = config.mouth_edge_px * size / 256.0
 
     def _to_norm(self, px: Tensor) -> Tensor:
         return (px + 0.5) * (2.0 / self.size) - 1.0
@@ -207,22 +297,34 @@ class Translator(nn.Module):
 
     @staticmethod
     def _newton_step(field: Tensor, xs: Tensor, target: Tensor, max_step: float) -> tuple[Tensor, Tensor]:
-        """One damped Newton step on x + d(x) = target; returns (new xs, residual)."""
+        """One damped Newton step on x + d(x) = target; returns (new xs, Jacobian determinant
+        of the forward map at xs: > 1 where the warp stretches)."""
         f = F.grid_sample(field, xs, mode="bilinear", padding_mode="border", align_corners=False)
         f = f.permute(0, 2, 3, 1)  # (B, h, w, 6): dx, dy, ddx/dx, ddy/dx, ddx/dy, ddy/dy
         r = xs + f[..., :2] - target
         a, c = 1.0 + f[..., 2], f[..., 3]
         b, d = f[..., 4], 1.0 + f[..., 5]
         det = a * d - b * c
-        det = torch.where(det >= 0, det.clamp_min(0.05), det.clamp_max(-0.05))
-        step = torch.stack([d * r[..., 0] - b * r[..., 1], -c * r[..., 0] + a * r[..., 1]], -1) / det[..., None]
-        norm = step.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        step = step * (norm.clamp_max(max_step) / norm)
-        return xs - step, r
+        safe = torch.where(det >= 0, det.clamp_min(0.05), det.clamp_max(-0.05))
+        step = torch.stack([d * r[..., 0] - b * r[..., 1], -c * r[..., 0] + a * r[..., 1]], -1)
+        step = (step / safe[..., None]).clamp(-max_step, max_step)
+        return xs - step, det
+
+    def _refine(self, field: Tensor, grid: Tensor, roi: tuple[int, int, int, int]) -> tuple[Tensor, Tensor]:
+        """Full-resolution Newton iterations on one ROI of the sampling grid."""
+        patch = _crop(grid, roi, channels_last=True)
+        target = _crop(self.full_grid, roi, channels_last=True)
+        det = torch.ones_like(patch[..., 0])
+        for _ in range(self.config.refine_iterations):
+            patch, det = self._newton_step(field, patch, target, max_step=8.0 / self.size)
+        return _paste(grid, patch, roi, channels_last=True), det[:, None]
 
     def backward_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor]:
-        """Sampling grid (B, S, S, 2) and the residual |x_src + d(x_src) - x| (B, 1, S, S) in
-        pixels: large where the warp tore open (no source pixel lands there)."""
+        """Sampling grid (B, S, S, 2) for ``grid_sample`` and the local stretch of the warp on
+        the mouth ROI (B, 1, h, w): the Jacobian determinant, large where the lips tore apart.
+
+        The inverse is solved on the coarse grid and upsampled; the eyes and mouth, where the
+        warp folds or tears within a few pixels, get full-resolution Newton iterations."""
         b, g, s = disp.shape[0], self.config.grid, self.size
         field = self._flow_field(flow_basis, disp)
         q = self.coarse_grid.expand(b, g, g, 2)
@@ -232,66 +334,74 @@ class Translator(nn.Module):
         back = F.interpolate((xs - q).permute(0, 3, 1, 2), size=(s, s), mode="bilinear",
                              align_corners=False)
         grid = self.full_grid + back.permute(0, 2, 3, 1)
-        r = grid
-        for _ in range(self.config.refine_iterations):
-            grid, r = self._newton_step(field, grid, self.full_grid, max_step=8.0 / s)
-        residual = r.norm(dim=-1, keepdim=True).permute(0, 3, 1, 2) * (s / 2.0)
-        return grid, residual
+        grid, _ = self._refine(field, grid, self.eyes_roi)
+        return self._refine(field, grid, self.mouth_roi)
 
-    def mouth_layer(self, target: Tensor, colors: Tensor) -> tuple[Tensor, Tensor]:
-        """Mouth interior RGB (B, 3, h, w) and its inside mask (B, 1, h, w) on the mouth ROI."""
-        x0, y0, x1, y1 = self.roi
-        up, lo = target[:, self.upper_idx], target[:, self.lower_idx]  # (B, K, 2)
-        right, left = up[:, 0], up[:, -1]
-        width = (left - right).norm(dim=-1, keepdim=True).clamp_min(1.0)  # (B, 1)
-        axis = (left - right) / width
-        normal = torch.stack([-axis[:, 1], axis[:, 0]], -1)
-        iod_px = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1, keepdim=True)
-
-        def coords(p: Tensor) -> tuple[Tensor, Tensor]:
-            rel = p - right[:, None]
-            return (rel * axis[:, None]).sum(-1) / width, (rel * normal[:, None]).sum(-1)
-
-        s, t = coords(self.roi_pixels.expand(target.shape[0], -1, -1))
-        us, ut = coords(up)
-        ls, lt = coords(lo)
-        t_up = _piecewise(s, torch.cummax(us, 1).values, ut)
-        t_lo = _piecewise(s, torch.cummax(ls, 1).values, lt)
-        edge = self.config.mouth_edge_px * self.size / 256.0
-        inside = torch.sigmoid((t - t_up) / edge) * torch.sigmoid((t_lo - t) / edge)
-        inside = inside * ((s > 0) & (s < 1)).float()
+    def mouth_layer(self, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
+        """Mouth interior RGB (B, 3, h, w) and the target inner-lip mask (B, 1, h, w), mouth ROI."""
+        up = target[:, list(topo.LIPS_INNER_UPPER)]
+        lo = target[:, list(topo.LIPS_INNER_LOWER)]
+        frame = _CurveFrame(up[:, 0], up[:, -1])
+        s, t = frame.coords(self.mouth_pixels.expand(target.shape[0], -1, -1))
+        t_up, t_lo = frame.curve(s, up), frame.curve(s, lo)
+        inside = _band(t, t_up, t_lo, self.edge) * ((s > 0) & (s < 1)).float()
+        iod = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1, keepdim=True)
         gap = (t_lo - t_up).clamp_min(1e-3)
         depth = ((t - t_up) / gap).clamp(0.0, 1.0)
         lateral = (1.0 - (2.0 * s - 1.0).clamp(-1, 1) ** 2).clamp_min(0.0)
-        teeth_h = self.config.teeth_height_iod * iod_px * (0.55 + 0.45 * lateral)
-        teeth = torch.sigmoid((t_up + teeth_h - t) / edge)
-        low_teeth = 0.5 * torch.sigmoid((t - (t_lo - 0.4 * teeth_h)) / edge) * (gap > teeth_h * 1.6).float()
+        teeth_h = self.config.teeth_height_iod * iod * (0.55 + 0.45 * lateral)
+        upper_teeth = torch.sigmoid((t_up + teeth_h - t) / self.edge)
+        lower_teeth = 0.5 * torch.sigmoid((t - (t_lo - 0.4 * teeth_h)) / self.edge)
+        lower_teeth = lower_teeth * (gap > teeth_h * 1.6).float()
+        teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
         tooth_shade = 0.55 + 0.45 * lateral.sqrt()
-        teeth_a = torch.clamp(teeth + low_teeth, 0.0, 1.0)
-        rgb = (teeth_a * tooth_shade)[:, None] * colors[0][None, :, None] + (
-            (1 - teeth_a) * cavity_shade)[:, None] * colors[1][None, :, None]
-        h, w = y1 - y0, x1 - x0
-        return rgb.view(-1, 3, h, w), inside.view(-1, 1, h, w)
+        rgb = (teeth_a * tooth_shade)[:, None] * palette[0][None, :, None] + (
+            (1 - teeth_a) * cavity_shade)[:, None] * palette[1][None, :, None]
+        x0, y0, x1, y1 = self.mouth_roi
+        return rgb.view(-1, 3, y1 - y0, x1 - x0), inside.view(-1, 1, y1 - y0, x1 - x0)
+
+    def lid_layer(self, neutral: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
+        """Closing upper lids: RGB (B, 3, h, w) and alpha (B, 1, h, w) on the eyes ROI. The lid
+        covers what was eye opening in the photo and lies above the target lid line."""
+        b = target.shape[0]
+        pix = self.eyes_pixels.expand(b, -1, -1)
+        alpha = torch.zeros_like(pix[..., 0])
+        lash = torch.zeros_like(alpha)
+        for upper in (topo.RIGHT_EYE_UPPER, topo.LEFT_EYE_UPPER):
+            up_t = target[:, list(upper)]
+            up_n = neutral[None, list(upper)].expand(b, -1, -1)
+            frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
+            s, t = frame.coords(pix)
+            t_n, t_t = frame.curve(s, up_n), frame.curve(s, up_t)
+            closing = ((t_t - t_n) / self.edge - 1.0).clamp(0.0, 1.0)
+            within = ((s > 0) & (s < 1)).float()
+            alpha = alpha + _band(t, t_n, t_t, self.edge) * closing * within
+            lash = lash + _band(t, t_t - 1.6 * self.edge, t_t + 0.6 * self.edge, 0.5 * self.edge) * closing * within
+        alpha = alpha.clamp(0.0, 1.0)
+        lash = lash.clamp(0.0, 1.0)
+        rgb = (1 - lash)[:, None] * palette[2][None, :, None] + lash[:, None] * palette[3][None, :, None]
+        x0, y0, x1, y1 = self.eyes_roi
+        return rgb.view(-1, 3, y1 - y0, x1 - x0), torch.maximum(alpha, lash).view(-1, 1, y1 - y0, x1 - x0)
 
     def forward(
-        self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, mouth_colors: Tensor
+        self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
-        """image (1|B, 3, S, S), flow_basis (N, G²), neutral (N, 2), target (B, N, 2) → (B, 3, S, S)."""
+        """image (1|B, 3, S, S), flow_basis (N, G²), neutral (N, 2), target (B, N, 2),
+        palette (4, 3) → frames (B, 3, S, S) in [0, 1]."""
         disp = target - neutral[None]
-        grid, residual = self.backward_map(flow_basis, disp)
+        grid, stretch = self.backward_map(flow_basis, disp)
         frames = F.grid_sample(image.expand(target.shape[0], -1, -1, -1), grid, mode="bilinear",
                                padding_mode="border", align_corners=False)
-        x0, y0, x1, y1 = self.roi
-        mouth, inside = self.mouth_layer(target, mouth_colors)
-        torn = (residual[:, :, y0:y1, x0:x1] - 0.5).clamp(0.0, 1.0)
-        alpha = inside * torn
-        roi = frames[:, :, y0:y1, x0:x1]
-        blended = roi + alpha * (mouth - roi)
-        top = frames[:, :, :y0]
-        mid = torch.cat([frames[:, :, y0:y1, :x0], blended, frames[:, :, y0:y1, x1:]], dim=3)
-        return torch.cat([top, mid, frames[:, :, y1:]], dim=2)
+        mouth, inside = self.mouth_layer(target, palette)
+        torn = ((stretch - 1.5) / 1.5).clamp(0.0, 1.0)
+        roi = _crop(frames, self.mouth_roi)
+        frames = _paste(frames, roi + inside * torn * (mouth - roi), self.mouth_roi)
+        lid, lid_alpha = self.lid_layer(neutral, target, palette)
+        roi = _crop(frames, self.eyes_roi)
+        return _paste(frames, roi + lid_alpha * (lid - roi), self.eyes_roi)
 
     def render(self, prior: FacePrior, target: Tensor) -> Tensor:
         """Convenience: ``forward`` with a ``FacePrior``."""
-        return self(prior.image, prior.flow_basis, prior.neutral, target, prior.mouth_colors)
+        n = prior.neutral.shape[0]
+        return self(prior.image, prior.flow_basis, prior.neutral, target[:, :n], prior.palette)
