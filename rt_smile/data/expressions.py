@@ -92,8 +92,10 @@ def _lip_corner_pull(p: Points, side: str) -> Points:
     out = -1.0 if side == "R" else 1.0
     direction = np.array([0.6 * out, -0.8]) * LIP_CORNER_PULL_IOD
     w = _gauss(p, corner, sx=0.24, sy_up=0.30, sy_down=0.16)
-    # The far half of the lips follows less; the nose and eyes stay put.
+    # The far half of the lips follows less; the nose (above the subnasal point 2) stays put.
     w = w * _side_weight(p, side) ** 0.5
+    nose = (p[:, 1] < p[2, 1]) * np.exp(-((p[:, 0] / 0.18) ** 2))
+    w = w * (1.0 - nose)
     return w[:, None] * direction[None, :]
 
 

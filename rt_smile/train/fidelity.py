@@ -1,0 +1,128 @@
+"""Closed-loop fidelity of the translator: render an expression, re-detect it with MediaPipe.
+
+An independent detector run on the rendered frame should find the landmarks that were asked
+for. Distances are in inter-ocular distances (IOD, outer eye corners 33-263) of the crop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from rt_smile.config import CropConfig, DetectorConfig, TranslatorConfig
+from rt_smile.data.expressions import apply_expression
+from rt_smile.face import topology as topo
+from rt_smile.face.align import FaceCrop, crop_face
+from rt_smile.face.landmarks import LandmarkDetector, detect_face
+from rt_smile.models.translator import FacePrior, Translator, prepare_face
+
+#: The expressions the closed loop is checked on (name → AU intensities).
+REFERENCE_EXPRESSIONS: dict[str, dict[str, float]] = {
+    "neutral": {},
+    "closed smile": {"AU12": 0.9, "AU6": 0.5},
+    "open smile": {"AU12": 0.8, "AU6": 0.4, "AU25": 0.7, "AU26": 0.4},
+    "blink": {"AU45": 1.0},
+}
+#: Points an expression moves by at least this many IOD count as "moved".
+MOVED_IOD = 0.02
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """Re-detection of one rendered expression."""
+
+    name: str
+    frame: NDArray[np.uint8]
+    target: NDArray[np.float64]  # (468, 2) crop px
+    detected: NDArray[np.float64]  # (468, 2) crop px
+    neutral: NDArray[np.float64]  # (468, 2) crop px, the photo's own landmarks
+    iod: float
+
+    @property
+    def mean_error(self) -> float:
+        """Mean distance re-detected → target, in IOD."""
+        return float(np.linalg.norm(self.detected - self.target, axis=1).mean() / self.iod)
+
+    @property
+    def moved(self) -> NDArray[np.bool_]:
+        return np.asarray(np.linalg.norm(self.target - self.neutral, axis=1) >= MOVED_IOD * self.iod)
+
+    @property
+    def moved_error_ratio(self) -> float:
+        """On moved points: mean re-detection error over mean displacement (0 if none moved)."""
+        m = self.moved
+        if not m.any():
+            return 0.0
+        err = np.linalg.norm(self.detected[m] - self.target[m], axis=1).mean()
+        disp = np.linalg.norm(self.target[m] - self.neutral[m], axis=1).mean()
+        return float(err / disp)
+
+    def summary(self) -> dict[str, float | int | str]:
+        return {
+            "expression": self.name,
+            "mean_error_iod": round(self.mean_error, 5),
+            "moved_points": int(self.moved.sum()),
+            "moved_error_ratio": round(self.moved_error_ratio, 4),
+        }
+
+
+class ClosedLoop:
+    """Renders expressions of one photo and re-detects them."""
+
+    def __init__(
+        self,
+        photo: NDArray[np.uint8],
+        detector: LandmarkDetector,
+        size: int = 256,
+        detector_config: DetectorConfig = DetectorConfig(face="largest"),
+        translator_config: TranslatorConfig = TranslatorConfig(),
+    ) -> None:
+        self.detector = detector
+        face = detect_face(photo, detector_config, detector)
+        self.crop: FaceCrop = crop_face(photo, face, CropConfig(size=size))
+        self.prior: FacePrior = prepare_face(self.crop.image, self.crop.landmarks, translator_config)
+        self.translator = Translator(size, translator_config)
+        self._config = detector_config
+
+    def render(self, intensities: Mapping[str, float]) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
+        target = apply_expression(self.crop.landmarks, intensities)[: topo.NUM_LANDMARKS]
+        with torch.inference_mode():
+            out = self.translator.render(self.prior, torch.from_numpy(target[None]).float())
+        frame = (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+        return frame, target
+
+    def run(self, name: str, intensities: Mapping[str, float]) -> LoopResult:
+        frame, target = self.render(intensities)
+        found = detect_face(frame, self._config, self.detector).points[: topo.NUM_LANDMARKS]
+        neutral = self.crop.landmarks[: topo.NUM_LANDMARKS]
+        return LoopResult(name, frame, target, found, neutral, self.crop.iod)
+
+
+def lip_corner_shift(result: LoopResult, reference: LoopResult) -> float:
+    """Mean re-detected motion of the lip corners (61, 291) against a reference render, IOD."""
+    idx = [topo.RIGHT_LIP_CORNER, topo.LEFT_LIP_CORNER]
+    return float(np.linalg.norm(result.detected[idx] - reference.detected[idx], axis=1).mean() / result.iod)
+
+
+def eyelid_gap_ratios(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
+    """Re-detected eyelid gaps (159-145, 386-374) as fractions of the reference render's."""
+
+    def gap(points: NDArray[np.float64], pair: tuple[int, int]) -> float:
+        return float(np.linalg.norm(points[pair[0]] - points[pair[1]]))
+
+    return tuple(  # type: ignore[return-value]
+        gap(result.detected, p) / max(gap(reference.detected, p), 1e-6)
+        for p in (topo.RIGHT_EYELID, topo.LEFT_EYELID)
+    )
+
+
+def inner_lip_opening(result: LoopResult, reference: LoopResult) -> float:
+    """Increase of the re-detected inner-lip gap (13-14) over the reference render, IOD."""
+    a, b = topo.UPPER_INNER_LIP_MID, topo.LOWER_INNER_LIP_MID
+    gap = np.linalg.norm(result.detected[a] - result.detected[b])
+    ref = np.linalg.norm(reference.detected[a] - reference.detected[b])
+    return float((gap - ref) / result.iod)

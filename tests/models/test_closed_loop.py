@@ -1,0 +1,64 @@
+"""Closed loop: mediapipe on the rendered frame finds the expression that was asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rt_smile.face.landmarks import LandmarkDetector
+from rt_smile.io.images import load_image
+from rt_smile.train.fidelity import (
+    REFERENCE_EXPRESSIONS,
+    ClosedLoop,
+    eyelid_gap_ratios,
+    inner_lip_opening,
+    lip_corner_shift,
+)
+
+FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces"
+
+
+def _variant(photo: np.ndarray) -> np.ndarray:
+    """Another view of the sample: mirrored, rotated 12°, scaled 1.3×."""
+    m = cv2.getRotationMatrix2D((256, 256), 12, 1.3)
+    return cv2.warpAffine(np.ascontiguousarray(photo[:, ::-1]), m, (512, 512), borderMode=cv2.BORDER_REFLECT)
+
+
+def _check_smiles(loop: ClosedLoop) -> None:
+    reference = loop.run("neutral", {})
+    for name in ("neutral", "closed smile", "open smile"):
+        result = loop.run(name, REFERENCE_EXPRESSIONS[name])
+        assert result.mean_error <= 0.03, (name, result.summary())
+        assert result.moved_error_ratio <= 0.5, (name, result.summary())
+    assert lip_corner_shift(loop.run("AU12", {"AU12": 0.9}), reference) >= 0.08
+    assert inner_lip_opening(loop.run("AU25+26", {"AU25": 0.7, "AU26": 0.4}), reference) >= 0.08
+
+
+def _check_blink(loop: ClosedLoop) -> None:
+    reference = loop.run("neutral", {})
+    blink = loop.run("blink", REFERENCE_EXPRESSIONS["blink"])
+    assert blink.mean_error <= 0.03 and blink.moved_error_ratio <= 0.5, blink.summary()
+    right, left = eyelid_gap_ratios(blink, reference)
+    assert right <= 0.30 and left <= 0.30, (right, left)
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_sample_face(mesh_detector: LandmarkDetector, sample_path: Path, size: int) -> None:
+    loop = ClosedLoop(load_image(sample_path), mesh_detector, size=size)
+    _check_smiles(loop)
+    _check_blink(loop)
+
+
+def test_sample_face_other_view(mesh_detector: LandmarkDetector, sample_path: Path) -> None:
+    loop = ClosedLoop(_variant(load_image(sample_path)), mesh_detector)
+    _check_smiles(loop)
+    _check_blink(loop)
+
+
+@pytest.mark.skipif(not FACES.is_dir(), reason=f"{FACES} (shared photos of another identity) absent")
+@pytest.mark.parametrize("name", ["obama2.jpg", "obama_rgba.png"])
+def test_another_identity_smiles(mesh_detector: LandmarkDetector, name: str) -> None:
+    _check_smiles(ClosedLoop(load_image(FACES / name), mesh_detector))

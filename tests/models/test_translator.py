@@ -1,0 +1,99 @@
+"""Translator: identity, batching, border, mouth and lid compositing, on the sample face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rt_smile.config import CropConfig, DetectorConfig
+from rt_smile.data.expressions import apply_expression
+from rt_smile.face.align import FaceCrop, crop_face
+from rt_smile.face.landmarks import LandmarkDetector, detect_face
+from rt_smile.io.images import load_image
+from rt_smile.models.translator import FacePrior, Translator, prepare_face, tps_flow_basis
+from rt_smile.config import TranslatorConfig
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def sample_crop(mesh_detector: LandmarkDetector, sample_path) -> FaceCrop:
+    img = load_image(sample_path)
+    return crop_face(img, detect_face(img, DetectorConfig(), mesh_detector), CropConfig(size=256))
+
+
+@pytest.fixture(scope="module")
+def prior(sample_crop: FaceCrop) -> FacePrior:
+    return prepare_face(sample_crop.image, sample_crop.landmarks)
+
+
+def _render(tr: Translator, prior: FacePrior, targets: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        out = tr.render(prior, torch.from_numpy(targets).float())
+    return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def test_zero_displacement_returns_the_crop(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    frame = _render(Translator(256), prior, sample_crop.landmarks[None, :468])[0]
+    assert _psnr(frame, sample_crop.image) >= 45.0
+
+
+def test_batch_matches_single_frames(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    tr = Translator(256)
+    exprs = [{"AU12": 0.9}, {"AU45": 1.0}, {"AU25": 0.7, "AU26": 0.4}]
+    targets = np.stack([apply_expression(sample_crop.landmarks, e)[:468] for e in exprs])
+    batch = _render(tr, prior, targets)
+    for i in range(len(exprs)):
+        single = _render(tr, prior, targets[i : i + 1])[0]
+        assert np.abs(batch[i].astype(int) - single.astype(int)).max() <= 1
+
+
+def test_border_stays_fixed_and_face_changes(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    target = apply_expression(sample_crop.landmarks, {"AU12": 1.0, "AU25": 1.0, "AU26": 1.0})
+    frame = _render(Translator(256), prior, target[None, :468])[0]
+    border = np.ones((256, 256), bool)
+    border[8:-8, 8:-8] = False
+    assert _psnr(frame[border], sample_crop.image[border]) >= 45.0
+    mouth = (slice(140, 200), slice(80, 176))
+    assert np.abs(frame[mouth].astype(int) - sample_crop.image[mouth].astype(int)).mean() > 10
+
+
+def test_open_mouth_gets_dark_cavity_and_bright_teeth(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    target = apply_expression(sample_crop.landmarks, {"AU25": 1.0, "AU26": 0.8})
+    frame = _render(Translator(256), prior, target[None, :468])[0].astype(np.float64)
+    up, lo = target[13], target[14]
+    column = frame[int(up[1]) + 1 : int(lo[1]) - 1, int(round(up[0]))].mean(1)
+    assert column.min() < 80, "no dark cavity between the parted lips"
+    assert column.max() > 150, "no teeth band under the upper lip"
+
+
+def test_blink_covers_the_eyes_with_lid_skin(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    neutral = _render(Translator(256), prior, sample_crop.landmarks[None, :468])[0]
+    target = apply_expression(sample_crop.landmarks, {"AU45": 1.0})
+    frame = _render(Translator(256), prior, target[None, :468])[0]
+    for upper, lower in ((159, 145), (386, 374)):
+        x = int(round(sample_crop.landmarks[upper, 0]))
+        y0, y1 = int(sample_crop.landmarks[upper, 1]) + 1, int(target[upper, 1]) - 2
+        before = neutral[y0:y1, x - 2 : x + 3].astype(float).std()
+        after = frame[y0:y1, x - 2 : x + 3].astype(float).std()
+        assert after < before, "the lid region should be smooth skin, not iris and sclera"
+
+
+def test_flow_basis_reproduces_landmark_displacements(sample_crop: FaceCrop) -> None:
+    lm = sample_crop.landmarks[:468]
+    disp = apply_expression(lm, {"AU12": 0.9, "AU6": 0.5}) - lm
+    basis = tps_flow_basis(lm, 256, TranslatorConfig())
+    flow = basis @ disp  # (G*G, 2) on the coarse grid
+    g = TranslatorConfig().grid
+    corner = lm[61]
+    cell = flow.reshape(g, g, 2)[int(corner[1] * g / 256), int(corner[0] * g / 256)]
+    assert np.linalg.norm(cell - disp[61]) < 0.35 * np.linalg.norm(disp[61])
+
+
+def test_translator_rejects_non_square_crop() -> None:
+    with pytest.raises(ValueError, match="square"):
+        prepare_face(np.zeros((100, 120, 3), np.uint8), np.zeros((468, 2)))
