@@ -105,6 +105,9 @@ class FaceMeshDetector:
                 refine_landmarks=config.refine_landmarks,
                 min_detection_confidence=config.min_detection_confidence,
             )
+            # The graph opens its calculators (and TensorFlow Lite logs to fd 2) in worker threads
+            # that may outlive the constructor; one blank frame waits for them while silenced.
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
         self._n = 478 if config.iris and config.refine_landmarks else 468
 
     def detect_all(self, rgb: NDArray[np.uint8]) -> list[FaceLandmarks]:

@@ -30,7 +30,7 @@ from rt_smile.face import topology as topo
 
 _MID_PAIRS = tuple(zip(topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER, strict=True))
 #: Mouth region processed by the compositor, as fractions (x0, y0, x1, y1) of the crop side.
-MOUTH_ROI = (0.25, 0.5, 0.75, 0.85)
+MOUTH_ROI = (0.3, 0.54, 0.7, 0.8)
 #: Eye region processed by the eyelid compositor, same convention.
 EYES_ROI = (0.27, 0.29, 0.73, 0.44)
 
@@ -241,17 +241,8 @@ def _roi(size: int, box: tuple[float, float, float, float]) -> tuple[int, int, i
     return x0, y0, x1, y1
 
 
-def _paste(frames: Tensor, patch: Tensor, roi: tuple[int, int, int, int], channels_last: bool = False) -> Tensor:
-    """Replace the ROI of frames (B, C, S, S), or (B, S, S, C) with ``channels_last``, by
-    ``patch``, with fixed-shape concatenations."""
-    x0, y0, x1, y1 = roi
-    h = 1 if channels_last else 2
-    rows = frames.narrow(h, y0, y1 - y0)
-    mid = torch.cat([rows.narrow(h + 1, 0, x0), patch, rows.narrow(h + 1, x1, frames.shape[h + 1] - x1)], h + 1)
-    return torch.cat([frames.narrow(h, 0, y0), mid, frames.narrow(h, y1, frames.shape[h] - y1)], h)
-
-
 def _crop(frames: Tensor, roi: tuple[int, int, int, int], channels_last: bool = False) -> Tensor:
+    """View of the ROI of (B, C, S, S) frames, or of (B, S, S, C) with ``channels_last``."""
     x0, y0, x1, y1 = roi
     h = 1 if channels_last else 2
     return frames.narrow(h, y0, y1 - y0).narrow(h + 1, x0, x1 - x0)
@@ -273,12 +264,15 @@ class Translator(nn.Module):
         base = torch.from_numpy(grid_points(size, g)).float().view(1, g, g, 2)
         self.register_buffer("coarse_grid", self._to_norm(base), persistent=False)
         px = torch.arange(size, dtype=torch.float32)
-        full = torch.stack(torch.meshgrid(px, px, indexing="xy"), -1)[None]
+        full = torch.stack(torch.meshgrid(px, px, indexing="xy"), -1)[None]  # (1, S, S, 2)
         self.register_buffer("full_grid", self._to_norm(full), persistent=False)
-        self.mouth_roi = _roi(size, MOUTH_ROI)
         self.eyes_roi = _roi(size, EYES_ROI)
-        for name, (x0, y0, x1, y1) in (("mouth_pixels", self.mouth_roi), ("eyes_pixels", self.eyes_roi)):
-            self.register_buffer(name, full[:, y0:y1, x0:x1].reshape(1, -1, 2), persistent=False)
+        self.mouth_roi = _roi(size, MOUTH_ROI)
+        eyes = _crop(full, self.eyes_roi, channels_last=True).reshape(1, -1, 2)
+        mouth = _crop(full, self.mouth_roi, channels_last=True).reshape(1, -1, 2)
+        self.n_eyes = eyes.shape[1]
+        # The eyes' and the mouth's pixels as one list (1, P, 2), refined and sampled together.
+        self.register_buffer("roi_pixels", torch.cat([eyes, mouth], 1), persistent=False)
         self.edge = config.mouth_edge_px * size / 256.0
 
     def _to_norm(self, px: Tensor) -> Tensor:
@@ -310,39 +304,38 @@ class Translator(nn.Module):
         step = (step / safe[..., None]).clamp(-max_step, max_step)
         return xs - step, det
 
-    def _refine(self, field: Tensor, grid: Tensor, roi: tuple[int, int, int, int]) -> tuple[Tensor, Tensor]:
-        """Full-resolution Newton iterations on one ROI of the sampling grid."""
-        patch = _crop(grid, roi, channels_last=True)
-        target = _crop(self.full_grid, roi, channels_last=True)
-        det = torch.ones_like(patch[..., 0])
-        for _ in range(self.config.refine_iterations):
-            patch, det = self._newton_step(field, patch, target, max_step=8.0 / self.size)
-        return _paste(grid, patch, roi, channels_last=True), det[:, None]
+    def backward_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Sampling grids for ``grid_sample`` and the warp's stretch.
 
-    def backward_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor]:
-        """Sampling grid (B, S, S, 2) for ``grid_sample`` and the local stretch of the warp on
-        the mouth ROI (B, 1, h, w): the Jacobian determinant, large where the lips tore apart.
-
-        The inverse is solved on the coarse grid and upsampled; the eyes and mouth, where the
-        warp folds or tears within a few pixels, get full-resolution Newton iterations."""
+        Returns the frame grid (B, S, S, 2), solved on the coarse grid and upsampled; the grid of
+        the eye and mouth pixels (B, 1, P, 2), refined at full resolution there, where the warp
+        folds or tears within a few pixels; and the Jacobian determinant at those pixels (B, P),
+        large where the lips tore apart."""
         b, g, s = disp.shape[0], self.config.grid, self.size
         field = self._flow_field(flow_basis, disp)
         q = self.coarse_grid.expand(b, g, g, 2)
         xs = q - field[:, :2].permute(0, 2, 3, 1)
         for _ in range(self.config.iterations):
             xs, _ = self._newton_step(field, xs, q, max_step=0.1)
-        back = F.interpolate((xs - q).permute(0, 3, 1, 2), size=(s, s), mode="bilinear",
-                             align_corners=False)
-        grid = self.full_grid + back.permute(0, 2, 3, 1)
-        grid, _ = self._refine(field, grid, self.eyes_roi)
-        return self._refine(field, grid, self.mouth_roi)
+        back = (xs - q).permute(0, 3, 1, 2).contiguous()
+        back = F.interpolate(back, size=(s, s), mode="bilinear", align_corners=False)
+        back = back.permute(0, 2, 3, 1)
+        grid = self.full_grid + back
+        target = self._to_norm(self.roi_pixels)[:, None]  # (1, 1, P, 2)
+        start = F.grid_sample(back.permute(0, 3, 1, 2), target.expand(b, -1, -1, -1),
+                              mode="bilinear", padding_mode="border", align_corners=False)
+        pts = target + start.permute(0, 2, 3, 1)
+        det = torch.ones_like(pts[..., 0])
+        for _ in range(self.config.refine_iterations):
+            pts, det = self._newton_step(field, pts, target, max_step=8.0 / s)
+        return grid, pts, det[:, 0]
 
-    def mouth_layer(self, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
-        """Mouth interior RGB (B, 3, h, w) and the target inner-lip mask (B, 1, h, w), mouth ROI."""
+    def mouth_layer(self, pix: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
+        """Mouth interior RGB (B, 3, P) and the target inner-lip mask (B, P) at pixels (B, P, 2)."""
         up = target[:, list(topo.LIPS_INNER_UPPER)]
         lo = target[:, list(topo.LIPS_INNER_LOWER)]
         frame = _CurveFrame(up[:, 0], up[:, -1])
-        s, t = frame.coords(self.mouth_pixels.expand(target.shape[0], -1, -1))
+        s, t = frame.coords(pix)
         t_up, t_lo = frame.curve(s, up), frame.curve(s, lo)
         inside = _band(t, t_up, t_lo, self.edge) * ((s > 0) & (s < 1)).float()
         iod = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1, keepdim=True)
@@ -358,48 +351,50 @@ class Translator(nn.Module):
         tooth_shade = 0.55 + 0.45 * lateral.sqrt()
         rgb = (teeth_a * tooth_shade)[:, None] * palette[0][None, :, None] + (
             (1 - teeth_a) * cavity_shade)[:, None] * palette[1][None, :, None]
-        x0, y0, x1, y1 = self.mouth_roi
-        return rgb.view(-1, 3, y1 - y0, x1 - x0), inside.view(-1, 1, y1 - y0, x1 - x0)
+        return rgb, inside
 
-    def lid_layer(self, neutral: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
-        """Closing upper lids: RGB (B, 3, h, w) and alpha (B, 1, h, w) on the eyes ROI. The lid
-        covers what was eye opening in the photo and lies above the target lid line."""
+    def lid_layer(self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
+        """Closing upper lids at pixels (B, P, 2): RGB (B, 3, P) and alpha (B, P). The lid covers
+        what was eye opening in the photo and now lies above the target lid line; both eyes are
+        stacked on the batch axis."""
         b = target.shape[0]
-        pix = self.eyes_pixels.expand(b, -1, -1)
-        alpha = torch.zeros_like(pix[..., 0])
-        lash = torch.zeros_like(alpha)
-        for upper in (topo.RIGHT_EYE_UPPER, topo.LEFT_EYE_UPPER):
-            up_t = target[:, list(upper)]
-            up_n = neutral[None, list(upper)].expand(b, -1, -1)
-            frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
-            s, t = frame.coords(pix)
-            t_n, t_t = frame.curve(s, up_n), frame.curve(s, up_t)
-            closing = ((t_t - t_n) / self.edge - 1.0).clamp(0.0, 1.0)
-            within = ((s > 0) & (s < 1)).float()
-            alpha = alpha + _band(t, t_n, t_t, self.edge) * closing * within
-            lash = lash + _band(t, t_t - 1.6 * self.edge, t_t + 0.6 * self.edge, 0.5 * self.edge) * closing * within
-        alpha = alpha.clamp(0.0, 1.0)
-        lash = lash.clamp(0.0, 1.0)
+        idx = [list(topo.RIGHT_EYE_UPPER), list(topo.LEFT_EYE_UPPER)]
+        up_t = torch.cat([target[:, i] for i in idx])  # (2B, K, 2)
+        up_n = torch.cat([neutral[None, i].expand(b, -1, -1) for i in idx])
+        frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
+        s, t = frame.coords(pix.repeat(2, 1, 1))
+        t_n, t_t = frame.curve(s, up_n), frame.curve(s, up_t)
+        closing = ((t_t - t_n) / self.edge - 1.0).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
+        alpha = (_band(t, t_n, t_t, self.edge) * closing).view(2, b, -1).sum(0).clamp(0.0, 1.0)
+        lash = _band(t, t_t - 1.6 * self.edge, t_t + 0.6 * self.edge, 0.5 * self.edge) * closing
+        lash = lash.view(2, b, -1).sum(0).clamp(0.0, 1.0)
         rgb = (1 - lash)[:, None] * palette[2][None, :, None] + lash[:, None] * palette[3][None, :, None]
-        x0, y0, x1, y1 = self.eyes_roi
-        return rgb.view(-1, 3, y1 - y0, x1 - x0), torch.maximum(alpha, lash).view(-1, 1, y1 - y0, x1 - x0)
+        return rgb, torch.maximum(alpha, lash)
+
+    def _write(self, frames: Tensor, values: Tensor, roi: tuple[int, int, int, int]) -> None:
+        x0, y0, x1, y1 = roi
+        _crop(frames, roi).copy_(values.reshape(frames.shape[0], 3, y1 - y0, x1 - x0))
 
     def forward(
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
         """image (1|B, 3, S, S), flow_basis (N, G²), neutral (N, 2), target (B, N, 2),
         palette (4, 3) → frames (B, 3, S, S) in [0, 1]."""
-        disp = target - neutral[None]
-        grid, stretch = self.backward_map(flow_basis, disp)
-        frames = F.grid_sample(image.expand(target.shape[0], -1, -1, -1), grid, mode="bilinear",
-                               padding_mode="border", align_corners=False)
-        mouth, inside = self.mouth_layer(target, palette)
-        torn = ((stretch - 1.5) / 1.5).clamp(0.0, 1.0)
-        roi = _crop(frames, self.mouth_roi)
-        frames = _paste(frames, roi + inside * torn * (mouth - roi), self.mouth_roi)
-        lid, lid_alpha = self.lid_layer(neutral, target, palette)
-        roi = _crop(frames, self.eyes_roi)
-        return _paste(frames, roi + lid_alpha * (lid - roi), self.eyes_roi)
+        b, e = target.shape[0], self.n_eyes
+        grid, roi_grid, stretch = self.backward_map(flow_basis, target - neutral[None])
+        src = image.expand(b, -1, -1, -1)
+        frames = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border",
+                               align_corners=False)[:, :, 0]  # (B, 3, P)
+        pix = self.roi_pixels.expand(b, -1, -1)
+        lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette)
+        eyes = warped[..., :e]
+        self._write(frames, eyes + lid_alpha[:, None] * (lid - eyes), self.eyes_roi)
+        mouth, inside = self.mouth_layer(pix[:, e:], target, palette)
+        alpha = (inside * ((stretch[:, e:] - 1.5) / 1.5).clamp(0.0, 1.0))[:, None]
+        lips = warped[..., e:]
+        self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)
+        return frames
 
     def render(self, prior: FacePrior, target: Tensor) -> Tensor:
         """Convenience: ``forward`` with a ``FacePrior``."""

@@ -1,0 +1,318 @@
+"""The ``rt-smile`` command line: ``landmarks`` and ``pose``.
+
+Every error rt_smile raises on purpose (``RtSmileError``), every failure to write an output and
+every bad argument ends the command with one line ``rt-smile: error: <message>`` on stderr and
+exit status 2; outputs are written atomically, so a failed run leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rt_smile import __version__
+from rt_smile.config import CropConfig, DetectorConfig
+from rt_smile.errors import ExpressionError, RtSmileError
+from rt_smile.face.landmarks import FaceLandmarks, detect_face, make_detector
+from rt_smile.io.images import DEFAULT_MAX_PIXELS, load_image
+
+logger = logging.getLogger(__name__)
+
+PROG = "rt-smile"
+#: The PHOTO argument that names the bundled sample face.
+SAMPLE = "sample"
+SAMPLE_ASSET = "astronaut.png"
+EXIT_ERROR = 2
+
+
+class CliError(RtSmileError):
+    """A command-line usage error (bad argument value)."""
+
+
+class OutputError(RtSmileError):
+    """An output file could not be written."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) and raise CliError."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _expression(text: str) -> dict[str, float]:
+    from rt_smile.data.expressions import parse_expression
+
+    try:
+        return parse_expression(text)
+    except ExpressionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _png_path(text: str) -> Path:
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"expected a .png file name, got {text!r}")
+    return Path(text)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_detection_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "photo", nargs="?", default=SAMPLE, metavar="PHOTO",
+        help="face photo (PNG, JPEG, WebP, ...); omitted or 'sample': the bundled sample face",
+    )
+    p.add_argument(
+        "--face", choices=("single", "largest"), default="single",
+        help="with several faces: 'single' refuses the photo, 'largest' takes the largest face",
+    )
+    p.add_argument(
+        "--task-model", metavar="F.task", default=None,
+        help="use a MediaPipe Tasks FaceLandmarker model file instead of the bundled face mesh",
+    )
+    p.add_argument(
+        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        help=f"refuse photos with more pixels than this (default {DEFAULT_MAX_PIXELS})",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, dest="sub_verbose",
+                   help="log progress (repeat for debug output)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Real-time smile animation: face landmarks and expressions from one photo.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log progress (repeat for debug output)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    lm = sub.add_parser("landmarks", help="detect the face-mesh landmarks of a photo",
+                        description="Detect the 468 face-mesh landmarks (478 with --iris).")
+    _add_detection_args(lm)
+    lm.add_argument("--json", type=Path, metavar="F.json",
+                    help='write {"image_size": [w, h], "iod": px, "landmarks": [[x, y], ...]}')
+    lm.add_argument("--plot", type=_png_path, metavar="F.png",
+                    help="write the photo with the landmarks and feature outlines drawn on it")
+    lm.add_argument("--iris", action="store_true", help="also return the 10 iris points")
+    lm.set_defaults(run=run_landmarks)
+
+    pose = sub.add_parser(
+        "pose", help="render the face of a photo with an expression",
+        description="Apply action-unit intensities to the face's own landmarks and render the "
+        "aligned face crop (or the whole photo with --full-frame) with that expression.",
+    )
+    _add_detection_args(pose)
+    pose.add_argument(
+        "--au", type=_expression, default={}, metavar="AU=V,...",
+        help="action-unit intensities in 0..1, e.g. AU12=0.8,AU25=0.4 (AU6, AU7, AU12, AU25, AU26, "
+        "AU45; AU6L/AU6R, ... act on the subject's own left/right); omitted: neutral",
+    )
+    pose.add_argument("--size", type=int, choices=(256, 512), default=256,
+                      help="side of the rendered face crop in pixels (default 256)")
+    pose.add_argument("--out", type=_png_path, required=True, metavar="FRAME.png",
+                      help="the rendered frame")
+    pose.add_argument("--landmarks-out", type=Path, metavar="T.json",
+                      help='write the target landmarks: {"image_size": [w, h], "landmarks": '
+                      "[[x, y], ...]} in pixels of FRAME.png")
+    pose.add_argument("--full-frame", action="store_true",
+                      help="paste the rendered face back into the whole photo")
+    pose.set_defaults(run=run_pose)
+    return parser
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def read_photo(photo: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[np.uint8]:
+    """Load PHOTO, or the bundled sample face when it is 'sample'."""
+    if photo == SAMPLE:
+        data = resources.files("rt_smile.assets").joinpath(SAMPLE_ASSET).read_bytes()
+        return load_image(data, max_pixels=max_pixels)
+    return load_image(photo, max_pixels=max_pixels)
+
+
+def _detector_config(args: argparse.Namespace, iris: bool = False) -> DetectorConfig:
+    return DetectorConfig(face=args.face, task_model=args.task_model, iris=iris)
+
+
+def find_face(rgb: NDArray[np.uint8], config: DetectorConfig) -> FaceLandmarks:
+    """Detect the one face of ``rgb`` under ``config``'s policy."""
+    detector = make_detector(config)
+    try:
+        return detect_face(rgb, config, detector)
+    finally:
+        detector.close()
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same suffix); rename it onto ``path`` when the
+    block succeeds, delete it when it fails. OSErrors become one-line OutputErrors."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(payload, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
+def write_png(path: Path, rgb: NDArray[np.uint8]) -> None:
+    from rt_smile.io.images import save_png
+
+    with atomic_output(path) as tmp:
+        save_png(tmp, rgb)
+
+
+def _points_json(points: NDArray[np.float64]) -> list[list[float]]:
+    return [[round(float(x), 3), round(float(y), 3)] for x, y in points]
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self._t = time.perf_counter()
+
+    def lap(self, what: str) -> None:
+        now = time.perf_counter()
+        logger.info("%s: %.1f ms", what, 1000 * (now - self._t))
+        self._t = now
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def run_landmarks(args: argparse.Namespace) -> int:
+    timer = _Timer()
+    rgb = read_photo(args.photo, args.max_pixels)
+    timer.lap("load")
+    face = find_face(rgb, _detector_config(args, iris=args.iris))
+    timer.lap("detect")
+    w, h = face.image_size
+    print(f"{len(face.points)} landmarks, IOD {face.iod:.1f} px, image {w}x{h}")
+    if args.json is not None:
+        write_json(args.json, {"image_size": [w, h], "iod": round(face.iod, 3),
+                               "landmarks": _points_json(face.points)})
+        print(f"wrote {args.json}")
+    if args.plot is not None:
+        from rt_smile.io.plots import plot_landmarks
+
+        with atomic_output(args.plot) as tmp:
+            plot_landmarks(rgb, face.points, tmp)
+        timer.lap("plot")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def render_pose(
+    rgb: NDArray[np.uint8], face: FaceLandmarks, intensities: dict[str, float], size: int,
+    full_frame: bool,
+) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
+    """The rendered frame and its 468 target landmarks in the frame's pixels."""
+    import torch
+
+    from rt_smile.data.expressions import apply_expression
+    from rt_smile.face.align import crop_face, paste_back
+    from rt_smile.face.topology import NUM_LANDMARKS
+    from rt_smile.models.translator import Translator, prepare_face
+
+    timer = _Timer()
+    crop_config = CropConfig(size=size)
+    crop = crop_face(rgb, face, crop_config)
+    neutral = crop.landmarks[:NUM_LANDMARKS]
+    target = apply_expression(neutral, intensities)
+    prior = prepare_face(crop.image, neutral)
+    timer.lap("crop and prepare")
+    with torch.no_grad():
+        out = Translator(size).render(prior, torch.from_numpy(target).float()[None])
+    frame = (out[0].permute(1, 2, 0).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+    timer.lap("render")
+    if not full_frame:
+        return np.ascontiguousarray(frame), target
+    photo = paste_back(rgb, crop, frame, feather=crop_config.feather)
+    return photo, crop.to_crop.inverse().apply(target)
+
+
+def run_pose(args: argparse.Namespace) -> int:
+    rgb = read_photo(args.photo, args.max_pixels)
+    face = find_face(rgb, _detector_config(args))
+    frame, target = render_pose(rgb, face, args.au, args.size, args.full_frame)
+    h, w = frame.shape[:2]
+    write_png(args.out, frame)
+    print(f"wrote {args.out} ({w}x{h})")
+    if args.landmarks_out is not None:
+        write_json(args.landmarks_out, {"image_size": [w, h], "landmarks": _points_json(target)})
+        print(f"wrote {args.landmarks_out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def _fail(message: str) -> int:
+    first = " ".join(message.split()) or "failed"
+    print(f"{PROG}: error: {first}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``rt-smile``; returns the exit status (0, or 2 after a one-line error)."""
+    try:
+        args = build_parser().parse_args(argv)
+        _configure_logging(args.verbose + getattr(args, "sub_verbose", 0))
+        return int(args.run(args))
+    except RtSmileError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
