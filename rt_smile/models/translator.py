@@ -371,6 +371,15 @@ class Translator(nn.Module):
         rgb = (1 - lash)[:, None] * palette[2][None, :, None] + lash[:, None] * palette[3][None, :, None]
         return rgb, torch.maximum(alpha, lash)
 
+    def _torn(self, stretch: Tensor) -> Tensor:
+        """Where the warp stretches the mouth ROI more than 3×: (B, 1, P), closed over isolated
+        pixels (3×3 dilation) and softened."""
+        x0, y0, x1, y1 = self.mouth_roi
+        torn = ((stretch - 1.5) / 1.5).clamp(0.0, 1.0).view(-1, 1, y1 - y0, x1 - x0)
+        torn = F.max_pool2d(torn, 3, stride=1, padding=1)
+        torn = F.avg_pool2d(torn, 3, stride=1, padding=1, count_include_pad=False)
+        return torn.flatten(2)
+
     def _write(self, frames: Tensor, values: Tensor, roi: tuple[int, int, int, int]) -> None:
         x0, y0, x1, y1 = roi
         _crop(frames, roi).copy_(values.reshape(frames.shape[0], 3, y1 - y0, x1 - x0))
@@ -391,7 +400,7 @@ class Translator(nn.Module):
         eyes = warped[..., :e]
         self._write(frames, eyes + lid_alpha[:, None] * (lid - eyes), self.eyes_roi)
         mouth, inside = self.mouth_layer(pix[:, e:], target, palette)
-        alpha = (inside * ((stretch[:, e:] - 1.5) / 1.5).clamp(0.0, 1.0))[:, None]
+        alpha = inside[:, None] * self._torn(stretch[:, e:])
         lips = warped[..., e:]
         self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)
         return frames

@@ -1,0 +1,84 @@
+"""Closed-loop fidelity of the translator, and the docs contact sheet.
+
+    python benchmarks/closed_loop.py
+
+Renders neutral, closed smile, open smile and blink; re-detects each render with MediaPipe and
+records the errors (IOD units) to benchmarks/results/closed_loop.json. Writes
+docs/contact_sheet.png for the bundled sample face only. Where ../shared/data/faces exists (photos
+of another identity, not part of the project), their metrics are recorded too, never their renders.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info  # noqa: E402
+
+from rt_smile.config import DetectorConfig  # noqa: E402
+from rt_smile.face.landmarks import LandmarkDetector, make_detector  # noqa: E402
+from rt_smile.io.images import load_image, save_png  # noqa: E402
+from rt_smile.train.fidelity import (  # noqa: E402
+    REFERENCE_EXPRESSIONS,
+    ClosedLoop,
+    LoopResult,
+    eyelid_gap_ratios,
+    inner_lip_opening,
+    lip_corner_shift,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "rt_smile" / "assets" / "astronaut.png"
+SHARED = ROOT.parent / "shared" / "data" / "faces"
+
+
+def evaluate(name: str, photo: np.ndarray, detector: LandmarkDetector, size: int) -> tuple[dict[str, Any], list[LoopResult]]:
+    loop = ClosedLoop(photo, detector, size=size)
+    results = [loop.run(n, e) for n, e in REFERENCE_EXPRESSIONS.items()]
+    ref = results[0]
+    checks = {
+        "lip_corner_shift_iod_AU12_0.9": round(lip_corner_shift(loop.run("AU12", {"AU12": 0.9}), ref), 4),
+        "eyelid_gap_ratio_AU45_1": [round(r, 3) for r in eyelid_gap_ratios(loop.run("AU45", {"AU45": 1.0}), ref)],
+        "inner_lip_opening_iod_AU25_0.7_AU26_0.4": round(
+            inner_lip_opening(loop.run("AU25+26", {"AU25": 0.7, "AU26": 0.4}), ref), 4),
+    }
+    return {"photo": name, "size": size, "expressions": [r.summary() for r in results], "checks": checks}, results
+
+
+def contact_sheet(results: list[LoopResult], path: Path) -> None:
+    tiles = []
+    for r in results:
+        tile = np.ascontiguousarray(r.frame.copy())
+        cv2.putText(tile, r.name, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 2, cv2.LINE_AA)
+        tiles.append(tile)
+    save_png(path, np.concatenate(tiles, axis=1))
+
+
+def main() -> None:
+    detector = make_detector(DetectorConfig(face="largest"))
+    report: list[dict[str, Any]] = []
+    photo = load_image(SAMPLE)
+    for size in (256, 512):
+        entry, results = evaluate("astronaut.png (bundled sample)", photo, detector, size)
+        report.append(entry)
+        if size == 512:
+            contact_sheet(results, ROOT / "docs" / "contact_sheet.png")
+    if SHARED.is_dir():
+        for f in sorted(SHARED.glob("obama*")):
+            if "partial" in f.name:
+                continue
+            report.append(evaluate(f"shared/{f.name} (metrics only)", load_image(f), detector, 256)[0])
+    out = ROOT / "benchmarks" / "results" / "closed_loop.json"
+    out.write_text(json.dumps({"benchmark": "closed_loop", "machine": machine_info(), "results": report}, indent=2))
+    for e in report:
+        print(e["photo"], e["size"], e["checks"], [x["mean_error_iod"] for x in e["expressions"]])
+
+
+if __name__ == "__main__":
+    main()
