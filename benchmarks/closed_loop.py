@@ -17,14 +17,15 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info
 
-from rt_smile.config import DetectorConfig  # noqa: E402
-from rt_smile.face.landmarks import LandmarkDetector, make_detector  # noqa: E402
-from rt_smile.io.images import load_image, save_png  # noqa: E402
-from rt_smile.train.fidelity import (  # noqa: E402
+from rt_smile.config import DetectorConfig
+from rt_smile.face.landmarks import LandmarkDetector, make_detector
+from rt_smile.io.images import load_image, save_png
+from rt_smile.train.fidelity import (
     REFERENCE_EXPRESSIONS,
     ClosedLoop,
     LoopResult,
@@ -38,17 +39,27 @@ SAMPLE = ROOT / "rt_smile" / "assets" / "astronaut.png"
 SHARED = ROOT.parent / "shared" / "data" / "faces"
 
 
-def evaluate(name: str, photo: np.ndarray, detector: LandmarkDetector, size: int) -> tuple[dict[str, Any], list[LoopResult]]:
+def evaluate(
+    name: str, photo: NDArray[Any], detector: LandmarkDetector, size: int
+) -> tuple[dict[str, Any], list[LoopResult]]:
     loop = ClosedLoop(photo, detector, size=size)
     results = [loop.run(n, e) for n, e in REFERENCE_EXPRESSIONS.items()]
     ref = results[0]
     checks = {
         "lip_corner_shift_iod_AU12_0.9": round(lip_corner_shift(loop.run("AU12", {"AU12": 0.9}), ref), 4),
-        "eyelid_gap_ratio_AU45_1": [round(r, 3) for r in eyelid_gap_ratios(loop.run("AU45", {"AU45": 1.0}), ref)],
+        "eyelid_gap_ratio_AU45_1": [
+            round(r, 3) for r in eyelid_gap_ratios(loop.run("AU45", {"AU45": 1.0}), ref)
+        ],
         "inner_lip_opening_iod_AU25_0.7_AU26_0.4": round(
-            inner_lip_opening(loop.run("AU25+26", {"AU25": 0.7, "AU26": 0.4}), ref), 4),
+            inner_lip_opening(loop.run("AU25+26", {"AU25": 0.7, "AU26": 0.4}), ref), 4
+        ),
     }
-    return {"photo": name, "size": size, "expressions": [r.summary() for r in results], "checks": checks}, results
+    return {
+        "photo": name,
+        "size": size,
+        "expressions": [r.summary() for r in results],
+        "checks": checks,
+    }, results
 
 
 def contact_sheet(results: list[LoopResult], path: Path) -> None:
@@ -75,7 +86,9 @@ def main() -> None:
                 continue
             report.append(evaluate(f"shared/{f.name} (metrics only)", load_image(f), detector, 256)[0])
     out = ROOT / "benchmarks" / "results" / "closed_loop.json"
-    out.write_text(json.dumps({"benchmark": "closed_loop", "machine": machine_info(), "results": report}, indent=2))
+    out.write_text(
+        json.dumps({"benchmark": "closed_loop", "machine": machine_info(), "results": report}, indent=2)
+    )
     for e in report:
         print(e["photo"], e["size"], e["checks"], [x["mean_error_iod"] for x in e["expressions"]])
 

@@ -16,27 +16,30 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info  # noqa: E402
+from _machine import machine_info
 
-from rt_smile.config import CropConfig, DetectorConfig  # noqa: E402
-from rt_smile.data.expressions import apply_expression  # noqa: E402
-from rt_smile.face.align import crop_face  # noqa: E402
-from rt_smile.face.landmarks import detect_face  # noqa: E402
-from rt_smile.io.images import load_image  # noqa: E402
-from rt_smile.models.translator import Translator, prepare_face  # noqa: E402
+from rt_smile.config import CropConfig, DetectorConfig
+from rt_smile.data.expressions import apply_expression
+from rt_smile.face.align import crop_face
+from rt_smile.face.landmarks import detect_face
+from rt_smile.io.images import load_image
+from rt_smile.models.translator import Translator, prepare_face
 
 SAMPLE = Path(__file__).resolve().parents[1] / "rt_smile" / "assets" / "astronaut.png"
 EXPRESSIONS = [{"AU12": 0.9, "AU6": 0.5}, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4}, {"AU45": 1.0}, {}]
 
 
-def _targets(landmarks: np.ndarray, batch: int, step: int) -> torch.Tensor:
-    rows = [apply_expression(landmarks, EXPRESSIONS[(step + i) % len(EXPRESSIONS)])[:468] for i in range(batch)]
+def _targets(landmarks: NDArray[Any], batch: int, step: int) -> torch.Tensor:
+    rows = [
+        apply_expression(landmarks, EXPRESSIONS[(step + i) % len(EXPRESSIONS)])[:468] for i in range(batch)
+    ]
     return torch.from_numpy(np.stack(rows)).float()
 
 
-def run_case(photo: np.ndarray, size: int, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
+def run_case(photo: NDArray[Any], size: int, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
     face = detect_face(photo, DetectorConfig())
     crop = crop_face(photo, face, CropConfig(size=size))
     prior = prepare_face(crop.image, crop.landmarks)
@@ -94,7 +97,9 @@ def main() -> None:
     results = [run_case(photo, s, b, args.repeats, args.warmup) for s in (256, 512) for b in (1, 4)]
     info = machine_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"benchmark": "translator", "machine": info, "results": results}, indent=2))
+    args.out.write_text(
+        json.dumps({"benchmark": "translator", "machine": info, "results": results}, indent=2)
+    )
     plot(results, args.out.with_suffix(".png"), f"translator per call, {info['cpu']}, {args.threads} threads")
     for r in results:
         print(r)

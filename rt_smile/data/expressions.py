@@ -53,9 +53,9 @@ def _curve(p: Points, idx: tuple[int, ...]) -> tuple[NDArray[np.float64], NDArra
     return pts[order, 0], pts[order, 1]
 
 
-def _lid_gap(p: Points, upper: tuple[int, ...], lower: tuple[int, ...], x: NDArray[np.float64]) -> tuple[
-    NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]
-]:
+def _lid_gap(
+    p: Points, upper: tuple[int, ...], lower: tuple[int, ...], x: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Upper-lid y, lower-lid y and the in-eye mask at abscissae ``x``."""
     ux, uy = _curve(p, upper)
     lx, ly = _curve(p, lower)
@@ -78,9 +78,9 @@ def _eye_closure(p: Points, side: str, upper_share: float, lower_share: float, r
     return d
 
 
-def _gauss(p: Points, center: NDArray[np.float64], sx: float, sy_up: float, sy_down: float) -> NDArray[
-    np.float64
-]:
+def _gauss(
+    p: Points, center: NDArray[np.float64], sx: float, sy_up: float, sy_down: float
+) -> NDArray[np.float64]:
     dx = (p[:, 0] - center[0]) / sx
     dy = p[:, 1] - center[1]
     dy = np.where(dy < 0, dy / sy_up, dy / sy_down)
@@ -191,9 +191,7 @@ def validate_intensities(intensities: Mapping[str, float]) -> dict[str, float]:
     for raw, value in intensities.items():
         name = raw.upper()
         if name not in UNIT_NAMES:
-            raise ExpressionError(
-                f"unknown action unit {raw!r}; known: {', '.join(UNIT_NAMES)}"
-            )
+            raise ExpressionError(f"unknown action unit {raw!r}; known: {', '.join(UNIT_NAMES)}")
         v = float(value)
         if not np.isfinite(v) or not 0.0 <= v <= 1.0:
             raise ExpressionError(f"{name}={value}: intensity must be within 0..1")

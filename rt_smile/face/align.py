@@ -108,7 +108,7 @@ def _prefilter(rgb: NDArray[np.uint8], transform: Similarity) -> tuple[NDArray[n
     """Halve the photo while the crop would shrink it by more than 2× (anti-aliasing)."""
     img = rgb
     while transform.scale < 0.5 and min(img.shape[:2]) > 2:
-        img = cv2.pyrDown(img)
+        img = np.asarray(cv2.pyrDown(img), dtype=np.uint8)
         half = Similarity(np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5]]))
         transform = half.then(transform)
     return img, transform
@@ -118,10 +118,14 @@ def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = 
     """Resample the aligned square face crop (rotation removed, upscaling allowed)."""
     to_crop = align_to_canonical(face.points).then(canonical_to_crop(config))
     img, m = _prefilter(rgb, to_crop)
-    crop = cv2.warpAffine(
-        img, m.matrix, (config.size, config.size), flags=cv2.INTER_LINEAR,
+    crop_any = cv2.warpAffine(
+        img,
+        m.matrix,
+        (config.size, config.size),
+        flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
+    crop = np.asarray(crop_any, dtype=np.uint8)
     h, w = rgb.shape[:2]
     return FaceCrop(crop, to_crop.apply(face.points), to_crop, (w, h))
 

@@ -77,9 +77,7 @@ def _import_mediapipe() -> Any:
         with native_stderr_silenced():
             import mediapipe as mp
     except ImportError as exc:
-        raise DetectorError(
-            "mediapipe is not installed: pip install 'mediapipe==0.10.21'"
-        ) from exc
+        raise DetectorError("mediapipe is not installed: pip install 'mediapipe==0.10.21'") from exc
     return mp
 
 
@@ -176,8 +174,7 @@ def choose_face(faces: list[FaceLandmarks], config: DetectorConfig) -> FaceLandm
         raise NoFaceError("no face found in the image; use a frontal photo with one clear face")
     if len(faces) > 1 and config.face == "single":
         raise MultipleFacesError(
-            f"{len(faces)} faces found; crop the photo to one face or choose the largest "
-            "(--face largest)"
+            f"{len(faces)} faces found; crop the photo to one face or choose the largest (--face largest)"
         )
     face = max(faces, key=lambda f: f.iod)
     if face.iod < config.min_iod_px:

@@ -77,12 +77,14 @@ def _tps_kernel(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.fl
 def _border_anchors(size: int, margin: float, per_side: int = 16) -> NDArray[np.float64]:
     lo, hi = margin * size, (1 - margin) * size
     t = np.linspace(lo, hi, per_side, endpoint=False)
-    return np.concatenate([
-        np.stack([t, np.full_like(t, lo)], 1),
-        np.stack([np.full_like(t, hi), t], 1),
-        np.stack([t[::-1] + (hi - lo) / per_side, np.full_like(t, hi)], 1),
-        np.stack([np.full_like(t, lo), t[::-1] + (hi - lo) / per_side], 1),
-    ])
+    return np.concatenate(
+        [
+            np.stack([t, np.full_like(t, lo)], 1),
+            np.stack([np.full_like(t, hi), t], 1),
+            np.stack([t[::-1] + (hi - lo) / per_side, np.full_like(t, hi)], 1),
+            np.stack([np.full_like(t, lo), t[::-1] + (hi - lo) / per_side], 1),
+        ]
+    )
 
 
 def grid_points(size: int, grid: int) -> NDArray[np.float64]:
@@ -121,16 +123,19 @@ def _polygon_mask(shape: tuple[int, int], poly: NDArray[np.float64]) -> NDArray[
     import cv2
 
     mask = np.zeros(shape, np.uint8)
-    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], (1,))
     return mask.astype(bool)
 
 
-def _eye_polygon(lm: NDArray[np.float64], upper: tuple[int, ...], lower: tuple[int, ...]) -> NDArray[np.float64]:
+def _eye_polygon(
+    lm: NDArray[np.float64], upper: tuple[int, ...], lower: tuple[int, ...]
+) -> NDArray[np.float64]:
     return np.array([lm[i] for i in (*upper, *lower[::-1])])
 
 
-def _band_pixels(rgb: NDArray[np.float64], hw: tuple[int, int], curve: NDArray[np.float64],
-                 near: float, far: float) -> NDArray[np.float64]:
+def _band_pixels(
+    rgb: NDArray[np.float64], hw: tuple[int, int], curve: NDArray[np.float64], near: float, far: float
+) -> NDArray[np.float64]:
     """Pixels between ``curve`` shifted vertically by ``near`` and by ``far`` pixels."""
     shift = np.array([0.0, 1.0])
     band = np.concatenate([curve + shift * near, (curve + shift * far)[::-1]])
@@ -142,12 +147,17 @@ def _bright_half(px: NDArray[np.float64]) -> NDArray[np.float64]:
     return px[lum >= np.median(lum)].mean(0)
 
 
-def _lid_colors(rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]) -> NDArray[np.float64]:
+def _lid_colors(
+    rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Closed-lid skin (the lid just above the lashes, mixed with the cheek under the eye, whose
     light it shares once the lid is down) and lash-line colours."""
     iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
     lid, cheek, margin = [], [], []
-    for upper, lower in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
+    for upper, lower in (
+        (topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+        (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+    ):
         up, lo = lm[list(upper)], lm[list(lower)]
         lid.append(_band_pixels(rgb, hw, up, -0.025 * iod, -0.06 * iod))
         cheek.append(_band_pixels(rgb, hw, lo, 0.08 * iod, 0.2 * iod))
@@ -168,7 +178,7 @@ def _lid_colors(rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.fl
 def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
     """Colours taken from the photo: teeth from the brightest pixels of the open mouth or the eye
     whites; cavity from the lips, darkened; upper-lid skin and lash line from around the eyes."""
-    hw = image.shape[:2]
+    hw = (int(image.shape[0]), int(image.shape[1]))
     rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
     inner = _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
     bright = _polygon_mask(hw, inner)
@@ -256,6 +266,10 @@ def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
 class Translator(nn.Module):
     """(source crop, neutral landmarks, B target landmark sets) → B frames."""
 
+    coarse_grid: Tensor  # (1, G, G, 2) coarse cell centres, normalised
+    full_grid: Tensor  # (1, S, S, 2) pixel centres, normalised
+    roi_pixels: Tensor  # (1, P, 2) eye then mouth ROI pixel centres, in pixels
+
     def __init__(self, size: int, config: TranslatorConfig = TranslatorConfig()) -> None:
         super().__init__()
         self.size = size
@@ -322,8 +336,13 @@ class Translator(nn.Module):
         back = back.permute(0, 2, 3, 1)
         grid = self.full_grid + back
         target = self._to_norm(self.roi_pixels)[:, None]  # (1, 1, P, 2)
-        start = F.grid_sample(back.permute(0, 3, 1, 2), target.expand(b, -1, -1, -1),
-                              mode="bilinear", padding_mode="border", align_corners=False)
+        start = F.grid_sample(
+            back.permute(0, 3, 1, 2),
+            target.expand(b, -1, -1, -1),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
         pts = target + start.permute(0, 2, 3, 1)
         det = torch.ones_like(pts[..., 0])
         for _ in range(self.config.refine_iterations):
@@ -349,11 +368,14 @@ class Translator(nn.Module):
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
         tooth_shade = 0.55 + 0.45 * lateral.sqrt()
-        rgb = (teeth_a * tooth_shade)[:, None] * palette[0][None, :, None] + (
-            (1 - teeth_a) * cavity_shade)[:, None] * palette[1][None, :, None]
+        rgb = (teeth_a * tooth_shade)[:, None] * palette[0][None, :, None] + ((1 - teeth_a) * cavity_shade)[
+            :, None
+        ] * palette[1][None, :, None]
         return rgb, inside
 
-    def lid_layer(self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
+    def lid_layer(
+        self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Closing upper lids at pixels (B, P, 2): RGB (B, 3, P) and alpha (B, P). The lid covers
         what was eye opening in the photo and now lies above the target lid line; both eyes are
         stacked on the batch axis."""
@@ -393,8 +415,9 @@ class Translator(nn.Module):
         grid, roi_grid, stretch = self.backward_map(flow_basis, target - neutral[None])
         src = image.expand(b, -1, -1, -1)
         frames = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border",
-                               align_corners=False)[:, :, 0]  # (B, 3, P)
+        warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border", align_corners=False)[
+            :, :, 0
+        ]  # (B, 3, P)
         pix = self.roi_pixels.expand(b, -1, -1)
         lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette)
         eyes = warped[..., :e]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from rt_smile.data.expressions import (
     UNIT_NAMES,
@@ -17,23 +20,23 @@ from rt_smile.face.align import Similarity, canonical_template
 
 
 @pytest.fixture(scope="module")
-def face() -> np.ndarray:
+def face() -> NDArray[Any]:
     """The canonical face placed in a 512² photo at IOD 100 px, rotated by 10°."""
     a = np.deg2rad(10.0)
     rot = 100.0 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
     return Similarity(np.hstack([rot, [[256.0], [220.0]]])).apply(canonical_template())
 
 
-def _iod(p: np.ndarray) -> float:
+def _iod(p: NDArray[Any]) -> float:
     return float(np.linalg.norm(p[33] - p[263]))
 
 
-def test_zero_intensity_is_identity(face: np.ndarray) -> None:
+def test_zero_intensity_is_identity(face: NDArray[Any]) -> None:
     np.testing.assert_allclose(apply_expression(face, {}), face)
     np.testing.assert_allclose(apply_expression(face, {"AU12": 0.0}), face)
 
 
-def test_lip_corner_pull_is_up_and_out_by_015_iod(face: np.ndarray) -> None:
+def test_lip_corner_pull_is_up_and_out_by_015_iod(face: NDArray[Any]) -> None:
     out = apply_expression(face, {"AU12": 1.0})
     iod = _iod(face)
     for corner in (61, 291):
@@ -50,13 +53,13 @@ def test_lip_corner_pull_is_up_and_out_by_015_iod(face: np.ndarray) -> None:
         assert np.linalg.norm(out[i] - face[i]) < 0.01 * iod
 
 
-def test_blink_closes_the_eyes(face: np.ndarray) -> None:
+def test_blink_closes_the_eyes(face: NDArray[Any]) -> None:
     out = apply_expression(face, {"AU45": 1.0})
     for up, lo in (topo.RIGHT_EYELID, topo.LEFT_EYELID):
         assert np.linalg.norm(out[up] - out[lo]) < 0.05 * np.linalg.norm(face[up] - face[lo])
 
 
-def test_jaw_drop_and_lips_part_open_the_mouth(face: np.ndarray) -> None:
+def test_jaw_drop_and_lips_part_open_the_mouth(face: NDArray[Any]) -> None:
     iod = _iod(face)
     out = apply_expression(face, {"AU25": 0.7, "AU26": 0.4})
     gap = np.linalg.norm(out[13] - out[14]) - np.linalg.norm(face[13] - face[14])
@@ -67,7 +70,7 @@ def test_jaw_drop_and_lips_part_open_the_mouth(face: np.ndarray) -> None:
         assert np.linalg.norm(out[i] - face[i]) < 0.005 * iod
 
 
-def test_sides_are_separable(face: np.ndarray) -> None:
+def test_sides_are_separable(face: NDArray[Any]) -> None:
     right = apply_expression(face, {"AU12R": 1.0})
     left = apply_expression(face, {"AU12L": 1.0})
     both = apply_expression(face, {"AU12": 1.0})
@@ -76,7 +79,7 @@ def test_sides_are_separable(face: np.ndarray) -> None:
     np.testing.assert_allclose(right + left - face, both, atol=1e-9)
 
 
-def test_fields_are_smooth_on_the_mesh(face: np.ndarray) -> None:
+def test_fields_are_smooth_on_the_mesh(face: NDArray[Any]) -> None:
     basis = ExpressionBasis.for_aligned(canonical_template())
     tri = topo.triangles()
     # the lids and the lips open against their neighbours by design: leave their edges out

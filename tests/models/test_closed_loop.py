@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from rt_smile.face.landmarks import LandmarkDetector
 from rt_smile.io.images import load_image
@@ -21,7 +23,7 @@ from rt_smile.train.fidelity import (
 FACES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "faces"
 
 
-def _variant(photo: np.ndarray) -> np.ndarray:
+def _variant(photo: NDArray[Any]) -> NDArray[Any]:
     """Another view of the sample: mirrored, rotated 12°, scaled 1.3×."""
     m = cv2.getRotationMatrix2D((256, 256), 12, 1.3)
     return cv2.warpAffine(np.ascontiguousarray(photo[:, ::-1]), m, (512, 512), borderMode=cv2.BORDER_REFLECT)

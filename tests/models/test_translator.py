@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from numpy.typing import NDArray
 
-from rt_smile.config import CropConfig, DetectorConfig
+from rt_smile.config import CropConfig, DetectorConfig, TranslatorConfig
 from rt_smile.data.expressions import apply_expression
 from rt_smile.face.align import FaceCrop, crop_face
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
 from rt_smile.io.images import load_image
 from rt_smile.models.translator import FacePrior, Translator, prepare_face, tps_flow_basis
-from rt_smile.config import TranslatorConfig
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+def _psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
     mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
@@ -31,7 +31,7 @@ def prior(sample_crop: FaceCrop) -> FacePrior:
     return prepare_face(sample_crop.image, sample_crop.landmarks)
 
 
-def _render(tr: Translator, prior: FacePrior, targets: np.ndarray) -> np.ndarray:
+def _render(tr: Translator, prior: FacePrior, targets: NDArray[np.float64]) -> NDArray[np.uint8]:
     with torch.inference_mode():
         out = tr.render(prior, torch.from_numpy(targets).float())
     return (out.permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
@@ -66,7 +66,7 @@ def test_open_mouth_gets_dark_cavity_and_bright_teeth(sample_crop: FaceCrop, pri
     target = apply_expression(sample_crop.landmarks, {"AU25": 1.0, "AU26": 0.8})
     frame = _render(Translator(256), prior, target[None, :468])[0].astype(np.float64)
     up, lo = target[13], target[14]
-    column = frame[int(up[1]) + 1 : int(lo[1]) - 1, int(round(up[0]))].mean(1)
+    column = frame[int(up[1]) + 1 : int(lo[1]) - 1, round(float(up[0]))].mean(1)
     assert column.min() < 80, "no dark cavity between the parted lips"
     assert column.max() > 150, "no teeth band under the upper lip"
 
@@ -75,8 +75,8 @@ def test_blink_covers_the_eyes_with_lid_skin(sample_crop: FaceCrop, prior: FaceP
     neutral = _render(Translator(256), prior, sample_crop.landmarks[None, :468])[0]
     target = apply_expression(sample_crop.landmarks, {"AU45": 1.0})
     frame = _render(Translator(256), prior, target[None, :468])[0]
-    for upper, lower in ((159, 145), (386, 374)):
-        x = int(round(sample_crop.landmarks[upper, 0]))
+    for upper in (159, 386):
+        x = round(float(sample_crop.landmarks[upper, 0]))
         y0, y1 = int(sample_crop.landmarks[upper, 1]) + 1, int(target[upper, 1]) - 2
         before = neutral[y0:y1, x - 2 : x + 3].astype(float).std()
         after = frame[y0:y1, x - 2 : x + 3].astype(float).std()
