@@ -27,7 +27,7 @@ from rt_smile import __version__
 from rt_smile.config import CropConfig, DetectorConfig
 from rt_smile.errors import ExpressionError, RtSmileError
 from rt_smile.face.landmarks import FaceLandmarks, detect_face, make_detector
-from rt_smile.io.images import DEFAULT_MAX_PIXELS, load_image
+from rt_smile.io.images import DEFAULT_MAX_PIXELS, load_image, save_png
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,6 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def write_png(path: Path, rgb: NDArray[np.uint8]) -> None:
-    from rt_smile.io.images import save_png
-
     with atomic_output(path) as tmp:
         save_png(tmp, rgb)
 
@@ -267,8 +265,11 @@ def render_pose(
 
 
 def run_pose(args: argparse.Namespace) -> int:
+    timer = _Timer()
     rgb = read_photo(args.photo, args.max_pixels)
+    timer.lap("load")
     face = find_face(rgb, _detector_config(args))
+    timer.lap("detect")
     frame, target = render_pose(rgb, face, args.au, args.size, args.full_frame)
     h, w = frame.shape[:2]
     write_png(args.out, frame)

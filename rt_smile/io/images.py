@@ -6,6 +6,7 @@ import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,13 +24,21 @@ ImageSource = str | Path | bytes
 
 def _open(source: ImageSource) -> Image.Image:
     try:
-        if isinstance(source, bytes):
-            return Image.open(io.BytesIO(source))
-        return Image.open(Path(source))
+        # Pillow's own decompression-bomb check runs in open(): its warning would be noise
+        # (load_image applies its own cap next), its error a second kind of "too large".
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if isinstance(source, bytes):
+                return Image.open(io.BytesIO(source))
+            return Image.open(Path(source))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(
+            f"{_name(source)} has too many pixels to open safely ({exc}); downscale the photo first"
+        ) from exc
     except FileNotFoundError as exc:
-        raise ImageError(f"image file not found: {source}") from exc
+        raise ImageError(f"image file not found: {_name(source)}") from exc
     except IsADirectoryError as exc:
-        raise ImageError(f"expected an image file, got a directory: {source}") from exc
+        raise ImageError(f"expected an image file, got a directory: {_name(source)}") from exc
     except (UnidentifiedImageError, OSError) as exc:
         raise ImageError(f"{_name(source)} is not a readable image (PNG, JPEG, WebP, ...)") from exc
 
@@ -49,12 +58,12 @@ def _check_pixels(img: Image.Image, max_pixels: int, source: ImageSource) -> Non
         raise ImageError(f"{_name(source)} has no pixels ({w}x{h})")
 
 
-def _high_bit_to_uint8(arr: NDArray[np.generic]) -> NDArray[np.uint8]:
+def _high_bit_to_uint8(arr: NDArray[Any]) -> NDArray[np.uint8]:
     a = np.asarray(arr)
     if a.dtype == np.uint8:
-        return a
+        return a.astype(np.uint8, copy=False)
     if a.dtype.kind == "f":
-        return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.clip(a.astype(np.float64) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     peak = 65535 if a.max(initial=0) > 255 else 255
     return np.clip(a.astype(np.float64) * (255.0 / peak) + 0.5, 0, 255).astype(np.uint8)
 

@@ -1,0 +1,130 @@
+"""Similarity transforms, the aligned face crop and the feathered paste-back."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from rt_smile.config import CropConfig, DetectorConfig
+from rt_smile.face import topology as topo
+from rt_smile.face.align import (
+    Similarity,
+    align_to_canonical,
+    canonical_template,
+    crop_face,
+    fit_similarity,
+    paste_back,
+)
+from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, detect_face
+
+
+def _similarity(scale: float, degrees: float, tx: float, ty: float) -> Similarity:
+    a = np.deg2rad(degrees)
+    rot = scale * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return Similarity(np.hstack([rot, [[tx], [ty]]]))
+
+
+def _psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def sample_face(photo: NDArray[np.uint8], detector: LandmarkDetector) -> FaceLandmarks:
+    return detect_face(photo, DetectorConfig(), detector)
+
+
+def test_similarity_inverse_roundtrip() -> None:
+    t = _similarity(2.5, 30.0, 12.0, -7.0)
+    pts = np.random.default_rng(1).normal(size=(50, 2)) * 100
+    assert np.allclose(t.inverse().apply(t.apply(pts)), pts)
+    assert np.allclose(t.apply(t.inverse().apply(pts)), pts)
+    assert t.scale == pytest.approx(2.5)
+    assert t.inverse().scale == pytest.approx(1 / 2.5)
+
+
+def test_similarity_composition() -> None:
+    a, b = _similarity(2.0, 10.0, 1.0, 2.0), _similarity(0.5, -40.0, -3.0, 5.0)
+    pts = np.random.default_rng(2).normal(size=(20, 2))
+    assert np.allclose(a.then(b).apply(pts), b.apply(a.apply(pts)))
+    assert np.allclose(a.then(a.inverse()).matrix, np.eye(2, 3))
+
+
+def test_fit_similarity_recovers_a_known_transform() -> None:
+    src = canonical_template()
+    truth = _similarity(87.0, -17.0, 240.0, 190.0)
+    fitted = fit_similarity(src, truth.apply(src))
+    assert np.allclose(fitted.matrix, truth.matrix, atol=1e-9)
+
+
+def test_fit_similarity_is_least_squares_under_noise() -> None:
+    src = canonical_template()
+    truth = _similarity(60.0, 25.0, 100.0, 50.0)
+    noisy = truth.apply(src) + np.random.default_rng(3).normal(scale=0.5, size=src.shape)
+    fitted = fit_similarity(src, noisy)
+    assert fitted.scale == pytest.approx(60.0, rel=0.01)
+    assert np.abs(fitted.apply(src) - truth.apply(src)).max() < 0.5
+
+
+def test_fit_similarity_never_reflects() -> None:
+    src = canonical_template()
+    mirrored = src * [-1.0, 1.0]
+    assert np.linalg.det(fit_similarity(src, mirrored).matrix[:, :2]) > 0
+
+
+def test_align_to_canonical_maps_eyes_to_unit_distance(sample_face: FaceLandmarks) -> None:
+    aligned = align_to_canonical(sample_face.points).apply(sample_face.points)
+    right, left = aligned[topo.RIGHT_EYE_OUTER], aligned[topo.LEFT_EYE_OUTER]
+    assert np.linalg.norm(left - right) == pytest.approx(1.0, abs=0.15)  # fit on stable points
+    assert np.linalg.norm((left + right) / 2) < 0.1
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_crop_landmarks_inside_and_eyes_level(
+    photo: NDArray[np.uint8], sample_face: FaceLandmarks, size: int
+) -> None:
+    crop = crop_face(photo, sample_face, CropConfig(size=size))
+    assert crop.image.shape == (size, size, 3)
+    assert crop.image.dtype == np.uint8
+    assert crop.photo_size == (512, 512)
+    lm = crop.landmarks
+    assert (lm > 0).all() and (lm < size).all()
+    right, left = lm[topo.RIGHT_EYE_OUTER], lm[topo.LEFT_EYE_OUTER]
+    assert abs(right[1] - left[1]) < 0.02 * crop.iod  # eyes level
+    assert crop.iod == pytest.approx(size / CropConfig().span_iod, rel=0.15)
+    assert np.allclose(crop.to_crop.apply(sample_face.points), lm)
+
+
+def test_crop_removes_rotation(photo: NDArray[np.uint8], detector: LandmarkDetector) -> None:
+    m = cv2.getRotationMatrix2D((256.0, 256.0), 20.0, 1.0)
+    tilted = np.asarray(cv2.warpAffine(photo, m, (512, 512), borderMode=cv2.BORDER_REFLECT), np.uint8)
+    face = detect_face(tilted, DetectorConfig(), detector)
+    tilt = face.points[topo.LEFT_EYE_OUTER] - face.points[topo.RIGHT_EYE_OUTER]
+    assert abs(np.degrees(np.arctan2(tilt[1], tilt[0]))) > 15
+    crop = crop_face(tilted, face)
+    eyes = crop.landmarks[topo.LEFT_EYE_OUTER] - crop.landmarks[topo.RIGHT_EYE_OUTER]
+    assert abs(np.degrees(np.arctan2(eyes[1], eyes[0]))) < 2
+
+
+def test_paste_back_of_the_unmodified_crop(photo: NDArray[np.uint8], sample_face: FaceLandmarks) -> None:
+    for size in (256, 512):
+        crop = crop_face(photo, sample_face, CropConfig(size=size))
+        pasted = paste_back(photo, crop, crop.image)
+        assert pasted.shape == photo.shape
+        assert _psnr(pasted, photo) > 40
+
+
+def test_paste_back_only_touches_the_crop(photo: NDArray[np.uint8], sample_face: FaceLandmarks) -> None:
+    crop = crop_face(photo, sample_face)
+    black = np.zeros_like(crop.image)
+    pasted = paste_back(photo, crop, black)
+    corners = crop.to_crop.inverse().apply(np.array([[0, 0], [256, 0], [0, 256], [256, 256]]))
+    lo, hi = np.floor(corners.min(0)).astype(int), np.ceil(corners.max(0)).astype(int)
+    outside = np.ones(photo.shape[:2], bool)
+    outside[max(lo[1], 0) : hi[1], max(lo[0], 0) : hi[0]] = False
+    assert np.array_equal(pasted[outside], photo[outside])
+    # The centre of the face is fully replaced; the feathered border only partly.
+    cx, cy = np.round(crop.to_crop.inverse().apply(np.array([128.0, 128.0]))).astype(int)
+    assert (pasted[cy, cx] == 0).all()
