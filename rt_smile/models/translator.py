@@ -45,7 +45,8 @@ class FacePrior:
     neutral: Tensor
     #: (N, G*G) landmark displacement → coarse forward flow (pixels): flow = dispᵀ @ basis.
     flow_basis: Tensor
-    #: (4, 3) colours in [0, 1], rows: teeth, mouth cavity, upper-lid skin, lash line.
+    #: (5, 3) colours in [0, 1], rows: teeth, mouth cavity, closed-lid skin (right, left eye),
+    #: lash line.
     palette: Tensor
 
 
@@ -150,29 +151,29 @@ def _bright_half(px: NDArray[np.float64]) -> NDArray[np.float64]:
 def _lid_colors(
     rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Closed-lid skin (the lid just above the lashes, mixed with the cheek under the eye, whose
-    light it shares once the lid is down) and lash-line colours."""
+    """Closed-lid skin of each eye (the lid just above the lashes, mixed with the cheek under the
+    eye, whose light it shares once the lid is down) and the lash-line colour: rows right lid,
+    left lid, lash."""
     iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
-    lid, cheek, margin = [], [], []
+    rows, margin = [], []
     for upper, lower in (
         (topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
         (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
     ):
         up, lo = lm[list(upper)], lm[list(lower)]
-        lid.append(_band_pixels(rgb, hw, up, -0.025 * iod, -0.06 * iod))
-        cheek.append(_band_pixels(rgb, hw, lo, 0.08 * iod, 0.2 * iod))
+        lid = _band_pixels(rgb, hw, up, -0.025 * iod, -0.06 * iod)
+        cheek = _band_pixels(rgb, hw, lo, 0.08 * iod, 0.2 * iod)
         margin.append(_band_pixels(rgb, hw, up, 0.01 * iod, -0.02 * iod))
-    lid_px, cheek_px, lash_px = (np.concatenate(x) for x in (lid, cheek, margin))
-    fallback = np.array([0.8, 0.65, 0.55])
-    lid_c = _bright_half(lid_px) if len(lid_px) > 4 else fallback
-    cheek_c = np.median(cheek_px, 0) if len(cheek_px) > 4 else lid_c
-    skin = 0.4 * lid_c + 0.6 * cheek_c
+        lid_c = _bright_half(lid) if len(lid) > 4 else np.array([0.8, 0.65, 0.55])
+        cheek_c = np.median(cheek, 0) if len(cheek) > 4 else lid_c
+        rows.append(0.97 * (0.4 * lid_c + 0.6 * cheek_c))
+    lash_px = np.concatenate(margin)
     if len(lash_px) > 4:
         lum = lash_px @ np.array([0.299, 0.587, 0.114])
         lash_c = lash_px[lum <= np.quantile(lum, 0.2)].mean(0)
     else:
-        lash_c = skin * 0.3
-    return np.stack([skin * 0.97, lash_c])
+        lash_c = rows[0] * 0.3
+    return np.stack([*rows, lash_c])
 
 
 def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -377,21 +378,33 @@ class Translator(nn.Module):
         self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Closing upper lids at pixels (B, P, 2): RGB (B, 3, P) and alpha (B, P). The lid covers
-        what was eye opening in the photo and now lies above the target lid line; both eyes are
-        stacked on the batch axis."""
+        what was eye opening in the photo and now lies above the target lid line, fading in from
+        its top so it meets the skin above without an edge, with a thin lash line at its margin.
+        Both eyes are stacked on the batch axis."""
         b = target.shape[0]
-        idx = [list(topo.RIGHT_EYE_UPPER), list(topo.LEFT_EYE_UPPER)]
-        up_t = torch.cat([target[:, i] for i in idx])  # (2B, K, 2)
-        up_n = torch.cat([neutral[None, i].expand(b, -1, -1) for i in idx])
+        eyes = ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER))
+        up_t = torch.cat([target[:, list(u)] for u, _ in eyes])  # (2B, K, 2)
+        lo_t = torch.cat([target[:, list(lo)] for _, lo in eyes])
+        up_n = torch.cat([neutral[None, list(u)].expand(b, -1, -1) for u, _ in eyes])
         frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
         s, t = frame.coords(pix.repeat(2, 1, 1))
-        t_n, t_t = frame.curve(s, up_n), frame.curve(s, up_t)
-        closing = ((t_t - t_n) / self.edge - 1.0).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
-        alpha = (_band(t, t_n, t_t, self.edge) * closing).view(2, b, -1).sum(0).clamp(0.0, 1.0)
-        lash = _band(t, t_t - 1.6 * self.edge, t_t + 0.6 * self.edge, 0.5 * self.edge) * closing
-        lash = lash.view(2, b, -1).sum(0).clamp(0.0, 1.0)
-        rgb = (1 - lash)[:, None] * palette[2][None, :, None] + lash[:, None] * palette[3][None, :, None]
-        return rgb, torch.maximum(alpha, lash)
+        t_n, t_t, t_lo = frame.curve(s, up_n), frame.curve(s, up_t), frame.curve(s, lo_t)
+        e = self.edge
+        closing = ((t_t - t_n) / e - 1.0).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
+        # where the lids meet, also cover the eye interior squeezed into the lid line
+        meet = (1.0 - (t_lo - t_t) / (3.0 * e)).clamp(0.0, 1.0)
+        bottom = t_t + 1.5 * e * meet
+        top = t_n - 3.0 * e
+        fade = ((t - top) / (0.6 * (bottom - top)).clamp_min(e)).clamp(0.0, 1.0)
+        alpha = _band(t, top, bottom, e) * fade * closing
+        lash = 0.85 * _band(t, bottom - 1.2 * e, bottom, 0.5 * e) * closing
+        skin = torch.cat([palette[2:3].expand(b, -1), palette[3:4].expand(b, -1)])  # (2B, 3)
+        rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin[:, :, None] + lash[:, None] * palette[4][
+            None, :, None
+        ]
+        cover = (alpha + lash).clamp(0.0, 1.0)
+        rgb = (rgb.view(2, b, 3, -1).sum(0)) / cover.view(2, b, -1).sum(0).clamp_min(1e-6)[:, None]
+        return rgb, cover.view(2, b, -1).sum(0).clamp(0.0, 1.0)
 
     def _torn(self, stretch: Tensor) -> Tensor:
         """Where the warp stretches the mouth ROI more than 3×: (B, 1, P), closed over isolated
@@ -410,7 +423,7 @@ class Translator(nn.Module):
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
         """image (1|B, 3, S, S), flow_basis (N, G²), neutral (N, 2), target (B, N, 2),
-        palette (4, 3) → frames (B, 3, S, S) in [0, 1]."""
+        palette (5, 3) → frames (B, 3, S, S) in [0, 1]."""
         b, e = target.shape[0], self.n_eyes
         grid, roi_grid, stretch = self.backward_map(flow_basis, target - neutral[None])
         src = image.expand(b, -1, -1, -1)

@@ -1,0 +1,53 @@
+"""Print the Markdown tables of the README and docs/translator.md from benchmarks/results/*.json.
+
+    python benchmarks/tables.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def translator_table(data: dict[str, Any]) -> str:
+    rows = ["| crop | batch | p50 per call | p99 per call | frames/s |", "|---|---|---|---|---|"]
+    for r in data["results"]:
+        rows.append(
+            f"| {r['size']}² | {r['batch']} | {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms | {r['fps']:.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def closed_loop_table(data: dict[str, Any]) -> str:
+    names = ["neutral", "closed smile", "open smile", "blink"]
+    rows = [
+        "| photo | size | " + " | ".join(names) + " | AU12 0.9: lip corners move | AU45 1: lid gaps "
+        "| AU25 0.7 + AU26 0.4: lips open by |",
+        "|---" * (len(names) + 5) + "|",
+    ]
+    for e in data["results"]:
+        err = {x["expression"]: x["mean_error_iod"] for x in e["expressions"]}
+        c = e["checks"]
+        lids = c["eyelid_gap_ratio_AU45_1"]
+        rows.append(
+            f"| {e['photo']} | {e['size']} | "
+            + " | ".join(f"{err[n]:.3f}" for n in names)
+            + f" | {c['lip_corner_shift_iod_AU12_0.9']:.3f} | {lids[0]:.2f} / {lids[1]:.2f}"
+            f" | {c['inner_lip_opening_iod_AU25_0.7_AU26_0.4']:.3f} |"
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    translator = json.loads((RESULTS / "translator_cpu.json").read_text())
+    print(f"Translator, {translator['machine']['cpu']}, {translator['machine']['torch_threads']} threads:\n")
+    print(translator_table(translator))
+    print("\nClosed loop:\n")
+    print(closed_loop_table(json.loads((RESULTS / "closed_loop.json").read_text())))
+
+
+if __name__ == "__main__":
+    main()
