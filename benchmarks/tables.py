@@ -1,6 +1,6 @@
 """Print the Markdown tables of the README and docs/translator.md from benchmarks/results/*.json.
 
-    python benchmarks/tables.py
+python benchmarks/tables.py
 """
 
 from __future__ import annotations

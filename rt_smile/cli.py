@@ -143,7 +143,37 @@ def build_parser() -> argparse.ArgumentParser:
     pose.add_argument("--full-frame", action="store_true",
                       help="paste the rendered face back into the whole photo")
     pose.set_defaults(run=run_pose)
+    _add_dataset_parser(sub)
     return parser
+
+
+def _add_dataset_parser(sub: Any) -> None:
+    ds = sub.add_parser("dataset", help="make a smile landmark data set (synthetic or from videos)",
+                        description="Make a smile landmark data set (.npz, see rt_smile.data.sequences).")
+    dsub = ds.add_subparsers(dest="dataset_command", metavar="SOURCE", required=True)
+    synth = dsub.add_parser("synth", help="generate SynthSmile, the procedural smile data set",
+                            description="Generate SynthSmile: seeded, deterministic, synthetic smile "
+                            "landmark sequences of two classes (spontaneous, posed) at 30 fps.")
+    synth.add_argument("--n", type=_positive_int, default=1000, help="number of sequences (default 1000)")
+    synth.add_argument("--identities", type=_positive_int, default=None,
+                       help="number of distinct identities (default: n / 10)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument("--out", type=Path, required=True, metavar="F.npz", help="output data set")
+    synth.add_argument("--plot", type=_png_path, metavar="F.png",
+                       help="also plot example trajectories per class")
+    synth.set_defaults(run=run_dataset_synth)
+    videos = dsub.add_parser("videos", help="ingest a folder of face videos",
+                             description="Decode every video of DIR (PyAV), find landmarks per frame "
+                             "(MediaPipe, video mode), align, resample to 30 fps, flag frames without "
+                             "a face. Labels from UvA-NEMO file names (*_spontaneous_smile_*, "
+                             "*_deliberate_smile_*) or a file,label CSV.")
+    videos.add_argument("folder", type=Path, metavar="DIR", help="folder of videos")
+    videos.add_argument(
+        "--labels", type=Path, metavar="CSV", help="file,label CSV (label: spontaneous|posed)"
+    )
+    videos.add_argument("--out", type=Path, required=True, metavar="F.npz", help="output data set")
+    videos.add_argument("--fps", type=float, default=30.0, help="output frame rate (default 30)")
+    videos.set_defaults(run=run_dataset_videos)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -277,6 +307,35 @@ def run_pose(args: argparse.Namespace) -> int:
     if args.landmarks_out is not None:
         write_json(args.landmarks_out, {"image_size": [w, h], "landmarks": _points_json(target)})
         print(f"wrote {args.landmarks_out}")
+    return 0
+
+
+def _write_dataset(path: Path, data: Any) -> None:
+    from rt_smile.data.sequences import save_sequences
+
+    save_sequences(path, data)
+    lengths = data.lengths()
+    print(f"wrote {path}: {len(data)} sequences, {int(lengths.sum())} frames at {data.fps:g} fps")
+
+
+def run_dataset_synth(args: argparse.Namespace) -> int:
+    from rt_smile.data.synthetic import SynthConfig, generate, plot_trajectories
+
+    config = SynthConfig(n_sequences=args.n, n_identities=args.identities, seed=args.seed)
+    data = generate(config, progress=True)
+    _write_dataset(args.out, data)
+    if args.plot is not None:
+        with atomic_output(args.plot) as tmp:
+            plot_trajectories(data, tmp)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def run_dataset_videos(args: argparse.Namespace) -> int:
+    from rt_smile.data.videos import ingest_videos  # type: ignore[import-not-found,unused-ignore]
+
+    data = ingest_videos(args.folder, labels_csv=args.labels, fps=args.fps, progress=True)
+    _write_dataset(args.out, data)
     return 0
 
 

@@ -118,8 +118,13 @@ def test_landmarks_iris(run: Run, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("case", "size"),
-    [("gray_png", [512, 512]), ("rgba_png", [512, 512]), ("rgb16_png", [512, 512]),
-     ("gray16_png", [512, 512]), ("exif_jpeg", [400, 512])],
+    [
+        ("gray_png", [512, 512]),
+        ("rgba_png", [512, 512]),
+        ("rgb16_png", [512, 512]),
+        ("gray16_png", [512, 512]),
+        ("exif_jpeg", [400, 512]),
+    ],
 )
 def test_landmarks_on_converted_photos(
     run: Run, inputs: Inputs, tmp_path: Path, case: str, size: list[int]
@@ -159,8 +164,13 @@ def test_landmarks_largest_of_two_faces(run: Run, inputs: Inputs, tmp_path: Path
 )
 @pytest.mark.parametrize("command", ["landmarks", "pose"])
 def test_bad_input_is_one_line(
-    run: Run, inputs: Inputs, tmp_path: Path, command: str, case: str,
-    extra: tuple[str, ...], fragments: tuple[str, ...],
+    run: Run,
+    inputs: Inputs,
+    tmp_path: Path,
+    command: str,
+    case: str,
+    extra: tuple[str, ...],
+    fragments: tuple[str, ...],
 ) -> None:
     out = ("--out", tmp_path / "x.png") if command == "pose" else ("--json", tmp_path / "x.json")
     res = run(command, getattr(inputs, case), *extra, *out)
@@ -187,8 +197,9 @@ def test_bad_input_is_one_line(
         ((), ("required: COMMAND",)),
     ],
 )
-def test_bad_arguments_are_one_line(run: Run, tmp_path: Path, argv: tuple[str, ...],
-                                    fragments: tuple[str, ...]) -> None:
+def test_bad_arguments_are_one_line(
+    run: Run, tmp_path: Path, argv: tuple[str, ...], fragments: tuple[str, ...]
+) -> None:
     if argv[:1] == ("pose",) and "--out" not in argv and "required" not in fragments:
         argv = (*argv, "--out", str(tmp_path / "x.png"))
     _one_error_line(run(*argv), *fragments)
@@ -234,8 +245,7 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [256, 512])
 def test_pose_crop(run: Run, tmp_path: Path, size: int) -> None:
     frame, lm = tmp_path / "out" / "smile.png", tmp_path / "out" / "smile.json"
-    res = run("pose", "--au", "AU12=0.9,AU6=0.5", "--size", str(size), "--out", frame,
-              "--landmarks-out", lm)
+    res = run("pose", "--au", "AU12=0.9,AU6=0.5", "--size", str(size), "--out", frame, "--landmarks-out", lm)
     assert res.code == 0, res
     assert res.err == ""
     assert f"({size}x{size})" in res.out
@@ -253,8 +263,12 @@ def test_pose_crop(run: Run, tmp_path: Path, size: int) -> None:
 
 def test_pose_targets_are_the_expression_applied_to_the_detection(run: Run, tmp_path: Path) -> None:
     assert run("pose", "--out", tmp_path / "n.png", "--landmarks-out", tmp_path / "n.json").code == 0
-    assert run("pose", "--au", "AU12=0.9", "--out", tmp_path / "s.png",
-               "--landmarks-out", tmp_path / "s.json").code == 0
+    assert (
+        run(
+            "pose", "--au", "AU12=0.9", "--out", tmp_path / "s.png", "--landmarks-out", tmp_path / "s.json"
+        ).code
+        == 0
+    )
     neutral, smile = _points(_read_json(tmp_path / "n.json")), _points(_read_json(tmp_path / "s.json"))
     iod = np.linalg.norm(neutral[33] - neutral[263])
     corners = [topo.RIGHT_LIP_CORNER, topo.LEFT_LIP_CORNER]
@@ -268,8 +282,7 @@ def test_pose_targets_are_the_expression_applied_to_the_detection(run: Run, tmp_
 def test_pose_full_frame(
     run: Run, tmp_path: Path, photo: NDArray[np.uint8], detector: LandmarkDetector
 ) -> None:
-    res = run("pose", "--full-frame", "--out", tmp_path / "f.png", "--landmarks-out",
-              tmp_path / "f.json")
+    res = run("pose", "--full-frame", "--out", tmp_path / "f.png", "--landmarks-out", tmp_path / "f.json")
     assert res.code == 0, res
     with Image.open(tmp_path / "f.png") as img:
         assert img.size == (512, 512)
@@ -282,8 +295,16 @@ def test_pose_full_frame(
     mse = np.mean((rendered.astype(float) - photo.astype(float)) ** 2)
     assert 10 * np.log10(255**2 / mse) > 35
 
-    res = run("pose", "--full-frame", "--au", "AU25=0.7,AU26=0.4", "--out", tmp_path / "o.png",
-              "--landmarks-out", tmp_path / "o.json")
+    res = run(
+        "pose",
+        "--full-frame",
+        "--au",
+        "AU25=0.7,AU26=0.4",
+        "--out",
+        tmp_path / "o.png",
+        "--landmarks-out",
+        tmp_path / "o.json",
+    )
     assert res.code == 0, res
     pts = _points(_read_json(tmp_path / "o.json"))
     assert ((pts >= 0) & (pts < 512)).all()
@@ -292,8 +313,17 @@ def test_pose_full_frame(
 
 
 def test_pose_on_a_non_square_photo(run: Run, inputs: Inputs, tmp_path: Path) -> None:
-    res = run("pose", inputs.exif_jpeg, "--full-frame", "--au", "AU45=1", "--out",
-              tmp_path / "f.png", "--landmarks-out", tmp_path / "f.json")
+    res = run(
+        "pose",
+        inputs.exif_jpeg,
+        "--full-frame",
+        "--au",
+        "AU45=1",
+        "--out",
+        tmp_path / "f.png",
+        "--landmarks-out",
+        tmp_path / "f.json",
+    )
     assert res.code == 0, res
     with Image.open(tmp_path / "f.png") as img:
         assert img.size == (400, 512)
@@ -303,9 +333,7 @@ def test_pose_on_a_non_square_photo(run: Run, inputs: Inputs, tmp_path: Path) ->
     assert ((pts >= 0) & (pts < [400, 512])).all()
 
 
-@pytest.mark.skipif(
-    not SHARED_FACES.is_dir(), reason=f"shared face photos not present ({SHARED_FACES})"
-)
+@pytest.mark.skipif(not SHARED_FACES.is_dir(), reason=f"shared face photos not present ({SHARED_FACES})")
 def test_pose_on_another_face(run: Run, tmp_path: Path) -> None:
     res = run("pose", SHARED_FACES / "obama2.jpg", "--au", "AU12=0.8", "--out", tmp_path / "o.png")
     assert res.code == 0, res
@@ -323,14 +351,26 @@ def test_verbose_logs_timings(run: Run, caplog: pytest.LogCaptureFixture) -> Non
 
 def _process(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rt_smile", *map(str, argv)], cwd=cwd, capture_output=True,
-        text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "rt_smile", *map(str, argv)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 
 def test_process_pose_prints_no_noise(tmp_path: Path) -> None:
-    proc = _process("pose", "--au", "AU12=0.9,AU25=0.5", "--out", "out/smile.png",
-                    "--landmarks-out", "out/smile.json", cwd=tmp_path)
+    proc = _process(
+        "pose",
+        "--au",
+        "AU12=0.9,AU25=0.5",
+        "--out",
+        "out/smile.png",
+        "--landmarks-out",
+        "out/smile.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.splitlines() == ["wrote out/smile.png (256x256)", "wrote out/smile.json"]
@@ -351,3 +391,22 @@ def test_process_help_and_version(tmp_path: Path) -> None:
     assert "landmarks" in proc.stdout and "pose" in proc.stdout
     proc = _process("--version", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("rt-smile ")
+
+
+def test_dataset_synth_writes_data_and_plot(tmp_path, capsys) -> None:
+    from rt_smile.cli import main
+    from rt_smile.data.sequences import load_sequences
+
+    out, plot = tmp_path / "synth.npz", tmp_path / "synth.png"
+    assert main(["dataset", "synth", "--n", "12", "--seed", "1", "--out", str(out), "--plot", str(plot)]) == 0
+    data = load_sequences(out)
+    assert len(data) == 12 and plot.stat().st_size > 10_000
+
+
+def test_dataset_synth_bad_count_is_one_line(tmp_path, capsys) -> None:
+    from rt_smile.cli import main
+
+    assert main(["dataset", "synth", "--n", "0", "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "positive integer" in err[0]
+    assert not (tmp_path / "x.npz").exists()
