@@ -332,7 +332,7 @@ def run_dataset_synth(args: argparse.Namespace) -> int:
 
 
 def run_dataset_videos(args: argparse.Namespace) -> int:
-    from rt_smile.data.videos import ingest_videos  # type: ignore[import-not-found,unused-ignore]
+    from rt_smile.data.videos import ingest_videos
 
     data = ingest_videos(args.folder, labels_csv=args.labels, fps=args.fps, progress=True)
     _write_dataset(args.out, data)
