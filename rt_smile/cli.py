@@ -83,23 +83,39 @@ def _positive_int(text: str) -> int:
 
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "photo", nargs="?", default=SAMPLE, metavar="PHOTO",
+        "photo",
+        nargs="?",
+        default=SAMPLE,
+        metavar="PHOTO",
         help="face photo (PNG, JPEG, WebP, ...); omitted or 'sample': the bundled sample face",
     )
     p.add_argument(
-        "--face", choices=("single", "largest"), default="single",
+        "--face",
+        choices=("single", "largest"),
+        default="single",
         help="with several faces: 'single' refuses the photo, 'largest' takes the largest face",
     )
     p.add_argument(
-        "--task-model", metavar="F.task", default=None,
+        "--task-model",
+        metavar="F.task",
+        default=None,
         help="use a MediaPipe Tasks FaceLandmarker model file instead of the bundled face mesh",
     )
     p.add_argument(
-        "--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
         help=f"refuse photos with more pixels than this (default {DEFAULT_MAX_PIXELS})",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, dest="sub_verbose",
-                   help="log progress (repeat for debug output)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        dest="sub_verbose",
+        help="log progress (repeat for debug output)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,65 +124,172 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time smile animation: face landmarks and expressions from one photo.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="log progress (repeat for debug output)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log progress (repeat for debug output)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    lm = sub.add_parser("landmarks", help="detect the face-mesh landmarks of a photo",
-                        description="Detect the 468 face-mesh landmarks (478 with --iris).")
+    lm = sub.add_parser(
+        "landmarks",
+        help="detect the face-mesh landmarks of a photo",
+        description="Detect the 468 face-mesh landmarks (478 with --iris).",
+    )
     _add_detection_args(lm)
-    lm.add_argument("--json", type=Path, metavar="F.json",
-                    help='write {"image_size": [w, h], "iod": px, "landmarks": [[x, y], ...]}')
-    lm.add_argument("--plot", type=_png_path, metavar="F.png",
-                    help="write the photo with the landmarks and feature outlines drawn on it")
+    lm.add_argument(
+        "--json",
+        type=Path,
+        metavar="F.json",
+        help='write {"image_size": [w, h], "iod": px, "landmarks": [[x, y], ...]}',
+    )
+    lm.add_argument(
+        "--plot",
+        type=_png_path,
+        metavar="F.png",
+        help="write the photo with the landmarks and feature outlines drawn on it",
+    )
     lm.add_argument("--iris", action="store_true", help="also return the 10 iris points")
     lm.set_defaults(run=run_landmarks)
 
     pose = sub.add_parser(
-        "pose", help="render the face of a photo with an expression",
+        "pose",
+        help="render the face of a photo with an expression",
         description="Apply action-unit intensities to the face's own landmarks and render the "
         "aligned face crop (or the whole photo with --full-frame) with that expression.",
     )
     _add_detection_args(pose)
     pose.add_argument(
-        "--au", type=_expression, default={}, metavar="AU=V,...",
+        "--au",
+        type=_expression,
+        default={},
+        metavar="AU=V,...",
         help="action-unit intensities in 0..1, e.g. AU12=0.8,AU25=0.4 (AU6, AU7, AU12, AU25, AU26, "
         "AU45; AU6L/AU6R, ... act on the subject's own left/right); omitted: neutral",
     )
-    pose.add_argument("--size", type=int, choices=(256, 512), default=256,
-                      help="side of the rendered face crop in pixels (default 256)")
-    pose.add_argument("--out", type=_png_path, required=True, metavar="FRAME.png",
-                      help="the rendered frame")
-    pose.add_argument("--landmarks-out", type=Path, metavar="T.json",
-                      help='write the target landmarks: {"image_size": [w, h], "landmarks": '
-                      "[[x, y], ...]} in pixels of FRAME.png")
-    pose.add_argument("--full-frame", action="store_true",
-                      help="paste the rendered face back into the whole photo")
+    pose.add_argument(
+        "--size",
+        type=int,
+        choices=(256, 512),
+        default=256,
+        help="side of the rendered face crop in pixels (default 256)",
+    )
+    pose.add_argument("--out", type=_png_path, required=True, metavar="FRAME.png", help="the rendered frame")
+    pose.add_argument(
+        "--landmarks-out",
+        type=Path,
+        metavar="T.json",
+        help='write the target landmarks: {"image_size": [w, h], "landmarks": '
+        "[[x, y], ...]} in pixels of FRAME.png",
+    )
+    pose.add_argument(
+        "--full-frame", action="store_true", help="paste the rendered face back into the whole photo"
+    )
     pose.set_defaults(run=run_pose)
     _add_dataset_parser(sub)
+    _add_train_parser(sub)
+    _add_generate_parser(sub)
     return parser
 
 
+def _add_generate_parser(sub: Any) -> None:
+    gen = sub.add_parser(
+        "generate",
+        help="turn one neutral photo into K smile videos",
+        description="Generate K different smile videos of the face in PHOTO: a neutral "
+        "start, one smile episode of the requested class, then the idle face.",
+    )
+    _add_detection_args(gen)
+    gen.add_argument(
+        "--class",
+        dest="smile_class",
+        default="spontaneous",
+        metavar="CLASS",
+        help="spontaneous (default) or posed",
+    )
+    gen.add_argument("--modes", type=int, default=4, help="K, the number of different smiles (1..16)")
+    gen.add_argument("--seconds", type=float, default=4.0, help="video length in seconds (default 4)")
+    gen.add_argument("--size", type=int, choices=(256, 512), default=256, help="face crop side (256)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed (same seed, same videos)")
+    gen.add_argument(
+        "--weights",
+        type=Path,
+        metavar="F.safetensors",
+        help="CMM-Net weights (default: the weights shipped in the package)",
+    )
+    gen.add_argument("--full-frame", action="store_true", help="paste the face back into the whole photo")
+    gen.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="new folder: mode_K.mp4, grid.mp4, grid.gif, landmarks.json, trajectories.png",
+    )
+    gen.set_defaults(run=run_generate)
+
+
+def _add_train_parser(sub: Any) -> None:
+    train = sub.add_parser(
+        "train",
+        help="train CMM-Net (VAE, conditional LSTM, multi-mode generator)",
+        description="Train CMM-Net on SynthSmile (generated in memory) or on a data "
+        "set file; seeded and resumable (rerun the same command to continue).",
+    )
+    train.add_argument(
+        "--data",
+        type=Path,
+        metavar="F.npz",
+        help="data set from 'rt-smile dataset'; default: SynthSmile with --n/--identities",
+    )
+    train.add_argument("--n", type=_positive_int, default=2000, help="SynthSmile sequences (default 2000)")
+    train.add_argument("--identities", type=_positive_int, default=500, help="SynthSmile identities (500)")
+    train.add_argument("--seed", type=int, default=0, help="training and data seed (default 0)")
+    train.add_argument("--vae-steps", type=_positive_int, default=3000)
+    train.add_argument("--gen-steps", type=_positive_int, default=1500)
+    train.add_argument("--modes", type=_positive_int, default=4, help="K, the number of smile modes (4)")
+    train.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="output folder: cmmnet.safetensors, train_log.json, train_loss.png, train_state.pt",
+    )
+    train.add_argument("--restart", action="store_true", help="ignore a training state in DIR")
+    train.set_defaults(run=run_train)
+
+
 def _add_dataset_parser(sub: Any) -> None:
-    ds = sub.add_parser("dataset", help="make a smile landmark data set (synthetic or from videos)",
-                        description="Make a smile landmark data set (.npz, see rt_smile.data.sequences).")
+    ds = sub.add_parser(
+        "dataset",
+        help="make a smile landmark data set (synthetic or from videos)",
+        description="Make a smile landmark data set (.npz, see rt_smile.data.sequences).",
+    )
     dsub = ds.add_subparsers(dest="dataset_command", metavar="SOURCE", required=True)
-    synth = dsub.add_parser("synth", help="generate SynthSmile, the procedural smile data set",
-                            description="Generate SynthSmile: seeded, deterministic, synthetic smile "
-                            "landmark sequences of two classes (spontaneous, posed) at 30 fps.")
+    synth = dsub.add_parser(
+        "synth",
+        help="generate SynthSmile, the procedural smile data set",
+        description="Generate SynthSmile: seeded, deterministic, synthetic smile "
+        "landmark sequences of two classes (spontaneous, posed) at 30 fps.",
+    )
     synth.add_argument("--n", type=_positive_int, default=1000, help="number of sequences (default 1000)")
-    synth.add_argument("--identities", type=_positive_int, default=None,
-                       help="number of distinct identities (default: n / 10)")
+    synth.add_argument(
+        "--identities",
+        type=_positive_int,
+        default=None,
+        help="number of distinct identities (default: n / 10)",
+    )
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     synth.add_argument("--out", type=Path, required=True, metavar="F.npz", help="output data set")
-    synth.add_argument("--plot", type=_png_path, metavar="F.png",
-                       help="also plot example trajectories per class")
+    synth.add_argument(
+        "--plot", type=_png_path, metavar="F.png", help="also plot example trajectories per class"
+    )
     synth.set_defaults(run=run_dataset_synth)
-    videos = dsub.add_parser("videos", help="ingest a folder of face videos",
-                             description="Decode every video of DIR (PyAV), find landmarks per frame "
-                             "(MediaPipe, video mode), align, resample to 30 fps, flag frames without "
-                             "a face. Labels from UvA-NEMO file names (*_spontaneous_smile_*, "
-                             "*_deliberate_smile_*) or a file,label CSV.")
+    videos = dsub.add_parser(
+        "videos",
+        help="ingest a folder of face videos",
+        description="Decode every video of DIR (PyAV), find landmarks per frame "
+        "(MediaPipe, video mode), align, resample to 30 fps, flag frames without "
+        "a face. Labels from UvA-NEMO file names (*_spontaneous_smile_*, "
+        "*_deliberate_smile_*) or a file,label CSV.",
+    )
     videos.add_argument("folder", type=Path, metavar="DIR", help="folder of videos")
     videos.add_argument(
         "--labels", type=Path, metavar="CSV", help="file,label CSV (label: spontaneous|posed)"
@@ -252,8 +375,10 @@ def run_landmarks(args: argparse.Namespace) -> int:
     w, h = face.image_size
     print(f"{len(face.points)} landmarks, IOD {face.iod:.1f} px, image {w}x{h}")
     if args.json is not None:
-        write_json(args.json, {"image_size": [w, h], "iod": round(face.iod, 3),
-                               "landmarks": _points_json(face.points)})
+        write_json(
+            args.json,
+            {"image_size": [w, h], "iod": round(face.iod, 3), "landmarks": _points_json(face.points)},
+        )
         print(f"wrote {args.json}")
     if args.plot is not None:
         from rt_smile.io.plots import plot_landmarks
@@ -266,7 +391,10 @@ def run_landmarks(args: argparse.Namespace) -> int:
 
 
 def render_pose(
-    rgb: NDArray[np.uint8], face: FaceLandmarks, intensities: dict[str, float], size: int,
+    rgb: NDArray[np.uint8],
+    face: FaceLandmarks,
+    intensities: dict[str, float],
+    size: int,
     full_frame: bool,
 ) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
     """The rendered frame and its 468 target landmarks in the frame's pixels."""
@@ -336,6 +464,60 @@ def run_dataset_videos(args: argparse.Namespace) -> int:
 
     data = ingest_videos(args.folder, labels_csv=args.labels, fps=args.fps, progress=True)
     _write_dataset(args.out, data)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import shlex
+
+    from rt_smile.data.sequences import load_sequences
+    from rt_smile.train.trainer import TrainConfig, Trainer, synth_data
+
+    config = TrainConfig(
+        n_sequences=args.n,
+        n_identities=args.identities,
+        data_seed=args.seed,
+        seed=args.seed,
+        vae_steps=args.vae_steps,
+        gen_steps=args.gen_steps,
+        modes=args.modes,
+    )
+    data = load_sequences(args.data) if args.data is not None else synth_data(config)
+    command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        weights = Trainer(config, data, args.out, command).run(progress=True, resume=not args.restart)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {weights}, {args.out / 'train_log.json'}, {args.out / 'train_loss.png'}")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from rt_smile.face.align import align_to_canonical
+    from rt_smile.face.topology import NUM_LANDMARKS
+    from rt_smile.io.checkpoint import load_cmmnet
+    from rt_smile.runtime.generate import (
+        FPS,
+        Generation,
+        check_output,
+        check_request,
+        generate_landmarks,
+        render_modes,
+        write_generation,
+    )
+
+    check_request(args.smile_class, args.modes, args.seconds)
+    check_output(args.out)
+    model = load_cmmnet(args.weights)
+    rgb = read_photo(args.photo, args.max_pixels)
+    face = find_face(rgb, _detector_config(args))
+    pts = face.points[:NUM_LANDMARKS]
+    neutral = align_to_canonical(pts).apply(pts)
+    frames = max(1, round(args.seconds * FPS))
+    seqs = generate_landmarks(model, neutral, args.smile_class, args.modes, frames, args.seed)
+    video, landmarks = render_modes(rgb, face, seqs, args.size, args.full_frame, progress=True)
+    files = write_generation(args.out, Generation(video, landmarks, FPS, args.smile_class))
+    print(f"wrote {args.out}: " + ", ".join(f.name for f in files))
     return 0
 
 

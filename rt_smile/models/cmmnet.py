@@ -1,0 +1,96 @@
+"""CMM-Net as one module: landmark VAE + conditional LSTM + multi-mode generator.
+
+Holds the three parts and the per-step API the runtime uses; no file I/O (see
+``rt_smile.io.checkpoint``). Landmarks are in the aligned canonical frame (IOD units).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rt_smile.models.conditional import ConditionalConfig, ConditionalLSTM, LSTMState
+from rt_smile.models.multimode import MultiModeConfig, MultiModeGenerator, MultiModeState
+from rt_smile.models.vae import LandmarkVAE, VAEConfig
+
+#: Bumped whenever the architecture or the checkpoint layout changes.
+MODEL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CMMNetConfig:
+    """The three parts' configurations."""
+
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    conditional: ConditionalConfig = field(default_factory=ConditionalConfig)
+    multimode: MultiModeConfig = field(default_factory=MultiModeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CMMNetConfig:
+        vae = dict(d["vae"])
+        vae["hidden"] = tuple(vae["hidden"])
+        return cls(VAEConfig(**vae), ConditionalConfig(**d["conditional"]), MultiModeConfig(**d["multimode"]))
+
+
+@dataclass
+class GeneratorState:
+    """Recurrent state of one batch of generations (explicit: the runtime owns it)."""
+
+    z: Tensor  # (B, z) latest embedding of the conditional LSTM
+    conditional: LSTMState
+    multimode: MultiModeState
+    z0: Tensor  # (B, z)
+    neutral_decoded: Tensor  # (B, 468, 2) decode(z0), cached
+
+
+class CMMNet(nn.Module):
+    """neutral landmarks + class + noise → K landmark sequences, one step at a time."""
+
+    def __init__(self, config: CMMNetConfig = CMMNetConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.vae = LandmarkVAE(config.vae)
+        self.conditional = ConditionalLSTM(config.conditional)
+        self.multimode = MultiModeGenerator(config.multimode)
+
+    @property
+    def modes(self) -> int:
+        return self.config.multimode.modes
+
+    def start(self, neutral: Tensor, cls: Tensor) -> GeneratorState:
+        """neutral (B, 468, 2) aligned landmarks, cls (B,) long → initial state."""
+        z0, _ = self.vae.encode(neutral)
+        return GeneratorState(
+            z=z0,
+            conditional=self.conditional.initial_state(z0, cls),
+            multimode=self.multimode.initial_state(z0),
+            z0=z0,
+            neutral_decoded=self.vae.decode(z0),
+        )
+
+    def step(self, cls: Tensor, noise: Tensor, state: GeneratorState) -> tuple[Tensor, GeneratorState]:
+        """One frame: cls (B,), noise (B, noise_dim) → displacement (B, K, 468, 2) from the
+        neutral face, and the next state. Add it to the face's own neutral landmarks."""
+        z, cond = self.conditional.step(state.z, cls, noise, state.conditional)
+        z_modes, mm = self.multimode.step(z, state.multimode)  # (B, K, z)
+        b, k = z_modes.shape[:2]
+        decoded = self.vae.decode(z_modes.flatten(0, 1)).reshape(b, k, -1, 2)  # (B, K, 468, 2)
+        disp = decoded - state.neutral_decoded[:, None]
+        return disp, GeneratorState(z, cond, mm, state.z0, state.neutral_decoded)
+
+    @torch.no_grad()
+    def generate(self, neutral: Tensor, cls: Tensor, noise: Tensor) -> Tensor:
+        """neutral (B, 468, 2), cls (B,), noise (B, T, noise_dim) → (B, K, T, 468, 2) landmarks,
+        every mode starting from ``neutral`` itself."""
+        state = self.start(neutral, cls)
+        frames = []
+        for t in range(noise.shape[1]):
+            disp, state = self.step(cls, noise[:, t], state)
+            frames.append(neutral[:, None] + disp)
+        return torch.stack(frames, dim=2)

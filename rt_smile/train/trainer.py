@@ -1,0 +1,311 @@
+"""Training of CMM-Net: the landmark VAE, then the conditional LSTM and multi-mode generator.
+
+Stage ``vae``: the VAE on single aligned frames. Stage ``generator``: the training sequences are
+encoded once (VAE means); the conditional LSTM unrolls z0, the class and noise into one embedding
+sequence, the multi-mode generator turns it into K sequences; losses are winner-takes-all
+reconstruction over the K modes (relaxed, so no mode dies), a diversity hinge between the modes'
+motions, and a small regression of the conditional LSTM's own sequence on the data.
+
+Seeded and resumable: ``train_state.pt`` in the output folder holds the stage, step, optimiser and
+random states; the model itself is saved as safetensors (``cmmnet.safetensors``), with a JSON log
+and a loss plot beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rt_smile.data.sequences import SmileSequences
+from rt_smile.data.synthetic import SynthConfig, generate
+from rt_smile.io.checkpoint import save_cmmnet
+from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
+from rt_smile.models.multimode import MultiModeConfig
+from rt_smile.train.losses import best_of_k_loss, diversity_loss, vae_loss
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (recorded in the weights' metadata)."""
+
+    #: SynthSmile size and seed when no data file is given.
+    n_sequences: int = 2000
+    n_identities: int = 500
+    data_seed: int = 0
+    #: Fraction of identities held out for evaluation, and the split seed.
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    seed: int = 0
+    #: Frames per training sequence (5 s at 30 fps); shorter sequences hold their last frame.
+    length: int = 150
+    modes: int = 4
+    vae_steps: int = 3000
+    vae_batch: int = 256
+    vae_lr: float = 1e-3
+    beta: float = 1e-3
+    gen_steps: int = 1500
+    gen_batch: int = 64
+    gen_lr: float = 1e-3
+    #: Relaxed winner-takes-all weight of the non-winning modes.
+    relax: float = 0.1
+    #: Weight of the conditional LSTM's own regression on the data.
+    w_conditional: float = 0.5
+    #: Weight of the diversity hinge and its margin as a fraction of the data's same-class spread.
+    w_diversity: float = 1.0
+    margin_fraction: float = 0.8
+    log_every: int = 50
+    checkpoint_every: int = 500
+
+
+def synth_data(config: TrainConfig) -> SmileSequences:
+    return generate(
+        SynthConfig(n_sequences=config.n_sequences, n_identities=config.n_identities, seed=config.data_seed)
+    )
+
+
+def pad_sequences(data: SmileSequences, length: int) -> list[np.ndarray]:  # type: ignore[type-arg]
+    """Each sequence cut or padded (last frame held) to ``length`` frames."""
+    out = []
+    for i in range(len(data)):
+        s = data.sequence(i)
+        if len(s) < length:
+            s = np.concatenate([s, np.repeat(s[-1:], length - len(s), axis=0)])
+        out.append(s[:length])
+    return out
+
+
+class Trainer:
+    """Runs (or resumes) a training into ``out``."""
+
+    def __init__(self, config: TrainConfig, data: SmileSequences, out: Path, command: str = "") -> None:
+        self.config = config
+        self.out = out
+        self.command = command
+        self.train_set, self.test_set = data.split_by_identity(config.test_fraction, config.split_seed)
+        torch.manual_seed(config.seed)
+        model_config = CMMNetConfig(multimode=MultiModeConfig(modes=config.modes))
+        self.model = CMMNet(model_config)
+        self.opt_vae = torch.optim.AdamW(self.model.vae.parameters(), lr=config.vae_lr, weight_decay=1e-4)
+        gen_params = [*self.model.conditional.parameters(), *self.model.multimode.parameters()]
+        self.opt_gen = torch.optim.AdamW(gen_params, lr=config.gen_lr, weight_decay=1e-4)
+        self.stage, self.step = "vae", 0
+        self.log: list[dict[str, Any]] = []
+        self.rng = torch.Generator().manual_seed(config.seed)
+        self.codes: torch.Tensor | None = None  # (N, length, z)
+        self.margin = 0.0
+
+    # ------------------------------------------------------------------ state
+    def _state_path(self) -> Path:
+        return self.out / "train_state.pt"
+
+    def save_state(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        state = {
+            "config": asdict(self.config),
+            "stage": self.stage,
+            "step": self.step,
+            "log": self.log,
+            "model": self.model.state_dict(),
+            "opt_vae": self.opt_vae.state_dict(),
+            "opt_gen": self.opt_gen.state_dict(),
+            "rng": self.rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "margin": self.margin,
+        }
+        tmp = self._state_path().with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self._state_path())
+
+    def try_resume(self) -> bool:
+        path = self._state_path()
+        if not path.is_file():
+            return False
+        state = torch.load(path, weights_only=False)
+        if state["config"] != asdict(self.config):
+            raise ValueError(f"{path} was made with another configuration; use a new --out folder")
+        self.model.load_state_dict(state["model"])
+        self.opt_vae.load_state_dict(state["opt_vae"])
+        self.opt_gen.load_state_dict(state["opt_gen"])
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.stage, self.step, self.log, self.margin = (
+            state["stage"],
+            state["step"],
+            state["log"],
+            state["margin"],
+        )
+        logger.info("resumed at stage %s step %d", self.stage, self.step)
+        return True
+
+    # ------------------------------------------------------------------ VAE
+    def _vae_setup(self) -> torch.Tensor:
+        frames = torch.from_numpy(self.train_set.points)
+        self.model.vae.set_normalization(frames.mean(0), frames.std(0))
+        return frames
+
+    def train_vae(self, progress: bool) -> None:
+        frames = self._vae_setup()
+        vae, cfg = self.model.vae, self.config
+        vae.train()
+        bar = _bar(cfg.vae_steps, self.step, "VAE", progress)
+        while self.step < cfg.vae_steps:
+            idx = torch.randint(len(frames), (cfg.vae_batch,), generator=self.rng)
+            x = frames[idx]
+            recon, mu, logvar = vae(x)
+            loss, parts = vae_loss(vae.normalize(recon), vae.normalize(x), mu, logvar, cfg.beta)
+            self.opt_vae.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            self.opt_vae.step()
+            self._after_step(bar, {"recon": parts["recon"].item(), "kl": parts["kl"].item()})
+        bar.close()
+        self.stage, self.step = "generator", 0
+        self.save_state()
+
+    # ------------------------------------------------------------------ generator
+    @torch.no_grad()
+    def _encode_sequences(self) -> torch.Tensor:
+        vae = self.model.vae.eval()
+        seqs = pad_sequences(self.train_set, self.config.length)
+        codes = [vae.encode(torch.from_numpy(s))[0] for s in seqs]
+        return torch.stack(codes)  # (N, L, z)
+
+    def _same_class_spread(self, codes: torch.Tensor) -> float:
+        """RMS distance between the z-motions of random same-class pairs."""
+        labels = torch.from_numpy(self.train_set.labels)
+        g = torch.Generator().manual_seed(0)
+        dists = []
+        for k in torch.unique(labels).tolist():
+            idx = torch.nonzero(labels == k).flatten()
+            a = idx[torch.randint(len(idx), (256,), generator=g)]
+            b = idx[torch.randint(len(idx), (256,), generator=g)]
+            ma, mb = codes[a] - codes[a, :1], codes[b] - codes[b, :1]
+            dists.append(((ma - mb) ** 2).mean((1, 2)).sqrt())
+        return float(torch.cat(dists).mean())
+
+    def generator_losses(
+        self, codes: torch.Tensor, cls: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, model = self.config, self.model
+        z0, target = codes[:, 0], codes[:, 1:]  # (B, z), (B, L-1, z)
+        noise = model.conditional.sample_noise(len(codes), target.shape[1], generator=self.rng)
+        z_cond = model.conditional.unroll(z0, cls, noise)  # (B, L-1, z)
+        z_modes = model.multimode.unroll(z_cond, z0)  # (B, K, L-1, z)
+        wta, winner = best_of_k_loss(z_modes, target, relax=cfg.relax)
+        cond = F.mse_loss(z_cond, target)
+        with_start = torch.cat([z0[:, None, None].expand(-1, z_modes.shape[1], 1, -1), z_modes], dim=2)
+        div = diversity_loss(with_start, self.margin)
+        loss = wta + cfg.w_conditional * cond + cfg.w_diversity * div
+        wins = torch.bincount(winner, minlength=cfg.modes).float() / len(winner)
+        parts = {
+            "wta": wta.item(),
+            "conditional": cond.item(),
+            "diversity": div.item(),
+            "min_mode_share": wins.min().item(),
+        }
+        return loss, parts
+
+    def train_generator(self, progress: bool) -> None:
+        cfg = self.config
+        codes = self._encode_sequences()
+        labels = torch.from_numpy(self.train_set.labels)
+        if self.margin == 0.0:
+            self.margin = cfg.margin_fraction * self._same_class_spread(codes)
+        self.model.conditional.train()
+        self.model.multimode.train()
+        bar = _bar(cfg.gen_steps, self.step, "generator", progress)
+        while self.step < cfg.gen_steps:
+            idx = torch.randint(len(codes), (cfg.gen_batch,), generator=self.rng)
+            loss, parts = self.generator_losses(codes[idx], labels[idx])
+            self.opt_gen.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(
+                [*self.model.conditional.parameters(), *self.model.multimode.parameters()], 1.0
+            )
+            self.opt_gen.step()
+            self._after_step(bar, parts)
+        bar.close()
+        self.stage = "done"
+        self.save_state()
+
+    # ------------------------------------------------------------------ loop
+    def _after_step(self, bar: Any, parts: dict[str, float]) -> None:
+        self.step += 1
+        bar.update(1)
+        if self.step % self.config.log_every == 0 or self.step == 1:
+            entry = {"stage": self.stage, "step": self.step, "time": round(time.time(), 1), **parts}
+            self.log.append(entry)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in parts.items()})
+        if self.step % self.config.checkpoint_every == 0:
+            self.save_state()
+
+    def run(self, progress: bool = True, resume: bool = True) -> Path:
+        if resume:
+            self.try_resume()
+        started = time.time()
+        if self.stage == "vae":
+            self.train_vae(progress)
+        if self.stage == "generator":
+            self.train_generator(progress)
+        return self.finish(time.time() - started)
+
+    def finish(self, seconds: float) -> Path:
+        info = {
+            "train_config": asdict(self.config),
+            "command": self.command,
+            "margin": self.margin,
+            "seconds_this_run": round(seconds, 1),
+            "data": "SynthSmile (synthetic)",
+            "test_identities": sorted(set(self.test_set.identity.tolist())),
+        }
+        weights = save_cmmnet(self.out / "cmmnet.safetensors", self.model.eval(), info)
+        (self.out / "train_log.json").write_text(json.dumps({"info": info, "log": self.log}, indent=1))
+        plot_log(self.log, self.out / "train_loss.png")
+        return weights
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, d: dict[str, str]) -> None: ...
+    def close(self) -> None: ...
+
+
+def _bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step")
+
+
+def plot_log(log: list[dict[str, Any]], path: Path) -> None:
+    """Loss curves of both stages."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, stage, keys in (
+        (axes[0], "vae", ("recon", "kl")),
+        (axes[1], "generator", ("wta", "conditional", "diversity")),
+    ):
+        rows = [r for r in log if r["stage"] == stage]
+        for k in keys:
+            ax.plot([r["step"] for r in rows], [r[k] for r in rows], label=k)
+        ax.set_yscale("log")
+        ax.set_title(f"{stage} (SynthSmile, synthetic)", fontsize=10)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
