@@ -223,6 +223,11 @@ def _add_generate_parser(sub: Any) -> None:
         metavar="DIR",
         help="new folder: mode_K.mp4, grid.mp4, grid.gif, landmarks.json, trajectories.png",
     )
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace DIR if it exists (only once the new videos are complete)",
+    )
     gen.set_defaults(run=run_generate)
 
 
@@ -507,7 +512,7 @@ def run_generate(args: argparse.Namespace) -> int:
     )
 
     check_request(args.smile_class, args.modes, args.seconds)
-    check_output(args.out)
+    check_output(args.out, args.overwrite)
     model = load_cmmnet(args.weights)
     rgb = read_photo(args.photo, args.max_pixels)
     face = find_face(rgb, _detector_config(args))
@@ -516,7 +521,9 @@ def run_generate(args: argparse.Namespace) -> int:
     frames = max(1, round(args.seconds * FPS))
     seqs = generate_landmarks(model, neutral, args.smile_class, args.modes, frames, args.seed)
     video, landmarks = render_modes(rgb, face, seqs, args.size, args.full_frame, progress=True)
-    files = write_generation(args.out, Generation(video, landmarks, FPS, args.smile_class))
+    files = write_generation(
+        args.out, Generation(video, landmarks, FPS, args.smile_class), overwrite=args.overwrite
+    )
     print(f"wrote {args.out}: " + ", ".join(f.name for f in files))
     return 0
 

@@ -26,12 +26,16 @@ def default_weights_path() -> Path:
 
 
 def save_cmmnet(path: str | Path, model: CMMNet, info: dict[str, Any] | None = None) -> Path:
-    """Write the model atomically (temporary file, then rename)."""
+    """Write the model atomically (temporary file, then rename); floating-point tensors are
+    stored as float16 (half the size; loading casts them back to the model's float32)."""
     from safetensors.torch import save_file
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tensors = {
+        k: (v.detach().half() if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
     meta = {
         "format": FORMAT,
         "model_version": str(MODEL_VERSION),
@@ -42,6 +46,7 @@ def save_cmmnet(path: str | Path, model: CMMNet, info: dict[str, Any] | None = N
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

@@ -86,11 +86,14 @@ class CMMNet(nn.Module):
 
     @torch.no_grad()
     def generate(self, neutral: Tensor, cls: Tensor, noise: Tensor) -> Tensor:
-        """neutral (B, 468, 2), cls (B,), noise (B, T, noise_dim) → (B, K, T, 468, 2) landmarks,
-        every mode starting from ``neutral`` itself."""
+        """neutral (B, 468, 2), cls (B,), noise (B, T, noise_dim) → (B, K, T, 468, 2) landmarks.
+
+        Frame 0 of every mode is ``neutral`` itself (the photo's own face); frames 1 … T−1 are
+        steps of the generator (noise[:, T−1] is unused)."""
         state = self.start(neutral, cls)
-        frames = []
-        for t in range(noise.shape[1]):
+        first = neutral[:, None].expand(-1, self.modes, -1, -1)
+        frames = [first]
+        for t in range(noise.shape[1] - 1):
             disp, state = self.step(cls, noise[:, t], state)
             frames.append(neutral[:, None] + disp)
         return torch.stack(frames, dim=2)

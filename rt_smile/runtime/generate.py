@@ -115,10 +115,12 @@ def render_modes(
     return pasted, inv.apply(targets)
 
 
-def check_output(out: Path) -> None:
-    """Refuse an ``out`` that is not a new or empty folder, or whose parent cannot be written;
-    call it before the heavy work."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+def check_output(out: Path, overwrite: bool = False) -> None:
+    """Refuse an ``out`` that is not a new or empty folder (unless ``overwrite`` and it is a
+    folder), or whose parent cannot be written; call it before the heavy work."""
+    if out.exists() and not out.is_dir():
+        raise GenerationError(f"{out} exists and is not a folder; choose another --out")
+    if out.exists() and any(out.iterdir()) and not overwrite:
         raise GenerationError(f"{out} exists and is not an empty folder; remove it or choose another --out")
     shutil.rmtree(prepare_output(out))
 
@@ -132,12 +134,12 @@ def prepare_output(out: Path) -> Path:
         raise GenerationError(f"cannot write to {out.parent}: {exc.strerror or exc}") from exc
 
 
-def write_generation(out: Path, gen: Generation, plot: bool = True) -> list[Path]:
+def write_generation(out: Path, gen: Generation, plot: bool = True, overwrite: bool = False) -> list[Path]:
     """mode_k.mp4, grid.mp4, grid.gif, landmarks.json, trajectories.png — into a temporary folder
-    renamed to ``out`` only when everything is written."""
+    renamed to ``out`` only when everything is written (replacing ``out`` with ``overwrite``)."""
     from rt_smile.io.video import grid, write_gif, write_mp4
 
-    check_output(out)
+    check_output(out, overwrite)
     tmp = prepare_output(out)
     try:
         for k, frames in enumerate(gen.frames):
@@ -156,7 +158,7 @@ def write_generation(out: Path, gen: Generation, plot: bool = True) -> list[Path
         if plot:
             plot_modes(gen, tmp / "trajectories.png")
         if out.exists():
-            out.rmdir()
+            shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         if tmp.exists():

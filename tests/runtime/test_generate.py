@@ -157,3 +157,36 @@ def test_bad_weights(weights: Path, tmp_path: Path) -> None:
         load_cmmnet(old)
     assert main(["generate", "--weights", str(corrupt), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_every_mode_starts_from_the_photo(generated: Path, mesh_detector: LandmarkDetector) -> None:
+    from rt_smile.config import CropConfig
+    from rt_smile.face.align import crop_face
+    from rt_smile.io.images import load_image
+
+    photo = load_image(Path(__file__).resolve().parents[2] / "rt_smile" / "assets" / "astronaut.png")
+    crop = crop_face(photo, detect_face(photo, detector=mesh_detector), CropConfig(size=256))
+    lm = np.asarray(json.loads((generated / "landmarks.json").read_text())["modes"])
+    iod = float(np.linalg.norm(crop.landmarks[33] - crop.landmarks[263]))
+    for k in range(lm.shape[0]):
+        assert np.linalg.norm(lm[k, 0] - crop.landmarks[:468], axis=1).mean() / iod <= 0.01
+
+
+def test_shipped_weights_make_distinct_class_specific_smiles() -> None:
+    from rt_smile.data.synthetic import lip_corner_width
+    from rt_smile.train.metrics import motion, motion_magnitude, pairwise_mean_distance
+
+    model = load_cmmnet()  # the weights shipped in the package
+    neutral = torch.from_numpy(canonical_template()).float()[None]
+    noise = torch.randn(
+        1, 120, model.config.conditional.noise_dim, generator=torch.Generator().manual_seed(0)
+    )
+    peak = {}
+    for cls in (0, 1):
+        seqs = model.generate(neutral, torch.tensor([cls]), noise)[0].double().numpy()  # (K, T, 468, 2)
+        motions = [motion(s) for s in seqs]
+        magnitude = float(np.mean([motion_magnitude(m) for m in motions]))
+        assert magnitude > 0.008, "the modes should smile"
+        assert pairwise_mean_distance(motions) >= 0.25 * magnitude, "the modes should differ"
+        peak[cls] = float(np.mean([np.diff(lip_corner_width(s)).max() for s in seqs]))
+    assert peak[1] > peak[0], "posed smiles reach a higher lip-corner speed than spontaneous ones"
