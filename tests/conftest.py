@@ -38,6 +38,12 @@ def sample_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample_file() -> Path:
+    """The bundled sample photo's path."""
+    return sample_path()
+
+
+@pytest.fixture(scope="session")
 def photo() -> NDArray[np.uint8]:
     """The bundled sample photo, 512×512 RGB."""
     return load_image(sample_path())

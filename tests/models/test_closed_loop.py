@@ -48,19 +48,19 @@ def _check_blink(loop: ClosedLoop) -> None:
 
 
 @pytest.mark.parametrize("size", [256, 512])
-def test_sample_face(mesh_detector: LandmarkDetector, sample_path: Path, size: int) -> None:
-    loop = ClosedLoop(load_image(sample_path), mesh_detector, size=size)
+def test_sample_face(detector: LandmarkDetector, sample_file: Path, size: int) -> None:
+    loop = ClosedLoop(load_image(sample_file), detector, size=size)
     _check_smiles(loop)
     _check_blink(loop)
 
 
-def test_sample_face_other_view(mesh_detector: LandmarkDetector, sample_path: Path) -> None:
-    loop = ClosedLoop(_variant(load_image(sample_path)), mesh_detector)
+def test_sample_face_other_view(detector: LandmarkDetector, sample_file: Path) -> None:
+    loop = ClosedLoop(_variant(load_image(sample_file)), detector)
     _check_smiles(loop)
     _check_blink(loop)
 
 
 @pytest.mark.skipif(not FACES.is_dir(), reason=f"{FACES} (shared photos of another identity) absent")
 @pytest.mark.parametrize("name", ["obama2.jpg", "obama_rgba.png"])
-def test_another_identity_smiles(mesh_detector: LandmarkDetector, name: str) -> None:
-    _check_smiles(ClosedLoop(load_image(FACES / name), mesh_detector))
+def test_another_identity_smiles(detector: LandmarkDetector, name: str) -> None:
+    _check_smiles(ClosedLoop(load_image(FACES / name), detector))

@@ -21,9 +21,9 @@ def _psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
 
 
 @pytest.fixture(scope="module")
-def sample_crop(mesh_detector: LandmarkDetector, sample_path) -> FaceCrop:
-    img = load_image(sample_path)
-    return crop_face(img, detect_face(img, DetectorConfig(), mesh_detector), CropConfig(size=256))
+def sample_crop(detector: LandmarkDetector, sample_file) -> FaceCrop:
+    img = load_image(sample_file)
+    return crop_face(img, detect_face(img, DetectorConfig(), detector), CropConfig(size=256))
 
 
 @pytest.fixture(scope="module")

@@ -75,14 +75,14 @@ def test_files_frames_and_fps(generated: Path) -> None:
     assert np.asarray(data["modes"]).shape == (2, 30, 468, 2)
 
 
-def test_landmarks_json_matches_the_video(generated: Path, mesh_detector: LandmarkDetector) -> None:
+def test_landmarks_json_matches_the_video(generated: Path, detector: LandmarkDetector) -> None:
     data = json.loads((generated / "landmarks.json").read_text())
     lm = np.asarray(data["modes"])
     frames, _ = _decode(generated / "mode_1.mp4")
     iod = float(np.linalg.norm(lm[1, 0, 33] - lm[1, 0, 263]))
     errs = []
     for t in (0, 15, 29):
-        found = detect_face(frames[t], detector=mesh_detector).points[:468]
+        found = detect_face(frames[t], detector=detector).points[:468]
         errs.append(np.linalg.norm(found - lm[1, t], axis=1).mean() / iod)
     assert max(errs) <= 0.05, errs
     assert np.abs(lm[1] - lm[1, :1]).max() > 1.0, "the landmarks should move over time"
@@ -159,13 +159,13 @@ def test_bad_weights(weights: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def test_every_mode_starts_from_the_photo(generated: Path, mesh_detector: LandmarkDetector) -> None:
+def test_every_mode_starts_from_the_photo(generated: Path, detector: LandmarkDetector) -> None:
     from rt_smile.config import CropConfig
     from rt_smile.face.align import crop_face
     from rt_smile.io.images import load_image
 
     photo = load_image(Path(__file__).resolve().parents[2] / "rt_smile" / "assets" / "astronaut.png")
-    crop = crop_face(photo, detect_face(photo, detector=mesh_detector), CropConfig(size=256))
+    crop = crop_face(photo, detect_face(photo, detector=detector), CropConfig(size=256))
     lm = np.asarray(json.loads((generated / "landmarks.json").read_text())["modes"])
     iod = float(np.linalg.norm(crop.landmarks[33] - crop.landmarks[263]))
     for k in range(lm.shape[0]):
