@@ -278,6 +278,15 @@ def _add_train_parser(sub: Any) -> None:
         metavar="DIR",
         help="output folder: cmmnet.safetensors, train_log.json, train_loss.png, train_state.pt",
     )
+    train.add_argument(
+        "--relax",
+        type=float,
+        default=0.1,
+        help="weight of the non-winning modes in the winner-takes-all loss (0.1)",
+    )
+    train.add_argument(
+        "--diversity-weight", type=float, default=1.0, help="weight of the diversity hinge (1.0)"
+    )
     train.add_argument("--restart", action="store_true", help="ignore a training state in DIR")
     train.set_defaults(run=run_train)
 
@@ -507,6 +516,8 @@ def run_train(args: argparse.Namespace) -> int:
         vae_steps=args.vae_steps,
         gen_steps=args.gen_steps,
         modes=args.modes,
+        relax=args.relax,
+        w_diversity=args.diversity_weight,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])
