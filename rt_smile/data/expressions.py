@@ -130,16 +130,10 @@ def _lower_face_weight(p: Points) -> NDArray[np.float64]:
     return w
 
 
-def _canonical_depth() -> NDArray[np.float64]:
-    v = topo.canonical_vertices()
-    iod = float(np.linalg.norm(v[topo.RIGHT_EYE_OUTER] - v[topo.LEFT_EYE_OUTER]))
-    return v[:, 2] / iod
-
-
 def _jaw_drop(p: Points) -> Points:
     theta = 0.30  # radians at intensity 1
     hinge_y, hinge_z = 0.25, -0.35  # IOD units: about ear level, behind the face
-    z = _canonical_depth()[: len(p)]
+    z = topo.canonical_depth_iod()[: len(p)]
     w = _lower_face_weight(p)
     dy = (z - hinge_z) * np.sin(theta) + (p[:, 1] - hinge_y) * (np.cos(theta) - 1.0)
     d = np.zeros_like(p)

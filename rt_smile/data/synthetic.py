@@ -197,10 +197,9 @@ def _align_frames(frames: Array) -> Array:
     return scale[:, None, None] * np.einsum("tij,tnj->tni", rot, frames) + t[:, None, :]
 
 
-def _canonical_depth() -> Array:
-    v = topo.canonical_vertices()
-    iod = float(np.linalg.norm(v[topo.RIGHT_EYE_OUTER] - v[topo.LEFT_EYE_OUTER]))
-    return (v[:, 2] - v[:, 2].mean()) / iod
+def _centred_depth() -> Array:
+    depth = topo.canonical_depth_iod()
+    return depth - depth.mean()
 
 
 def sample_sequence(
@@ -219,7 +218,7 @@ def sample_sequence(
     tracks[:, 9] = np.maximum(tracks[:, 9], blink)
     fields = np.stack([basis.fields[name] for name in TRACKS])  # (U, 468, 2)
     shapes = identity[None] + np.einsum("tu,unc->tnc", np.clip(tracks, 0, 1), fields)
-    frames = _project(shapes, _canonical_depth(), _head_pose(t, rng, config.pose_deg))
+    frames = _project(shapes, _centred_depth(), _head_pose(t, rng, config.pose_deg))
     jitter = rng.normal(0.0, config.jitter_iod, frames.shape)
     jitter = 0.5 * (jitter + np.roll(jitter, 1, axis=0))  # mildly correlated in time
     aligned = _align_frames(frames + jitter)

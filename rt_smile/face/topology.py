@@ -166,3 +166,10 @@ def canonical_vertices() -> NDArray[np.float64]:
 def triangles() -> NDArray[np.int64]:
     """The face-mesh triangulation, (898, 3) vertex indices."""
     return _canonical_obj()[1].copy()
+
+
+def canonical_depth_iod() -> NDArray[np.float64]:
+    """(468,) depth of the canonical face towards the viewer, in inter-ocular distances."""
+    v = _canonical_obj()[0]
+    iod = float(np.linalg.norm(v[RIGHT_EYE_OUTER] - v[LEFT_EYE_OUTER]))
+    return v[:, 2] / iod

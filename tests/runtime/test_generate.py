@@ -34,10 +34,9 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_cmmnet(tmp_path_factory.mktemp("w") / "tiny.safetensors", model.eval(), {"test": True})
 
 
-@pytest.fixture(scope="module")
-def generated(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gen") / "out"
-    args = [
+def _tiny_run(weights: Path, out: Path) -> list[str]:
+    """Two modes, one second, seed 3."""
+    return [
         "generate",
         "--weights",
         str(weights),
@@ -50,7 +49,12 @@ def generated(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--out",
         str(out),
     ]
-    assert main(args) == 0
+
+
+@pytest.fixture(scope="module")
+def generated(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "out"
+    assert main(_tiny_run(weights, out)) == 0
     return out
 
 
@@ -90,20 +94,7 @@ def test_landmarks_json_matches_the_video(generated: Path, detector: LandmarkDet
 
 def test_same_seed_same_landmarks(weights: Path, generated: Path, tmp_path: Path) -> None:
     out = tmp_path / "again"
-    args = [
-        "generate",
-        "--weights",
-        str(weights),
-        "--modes",
-        "2",
-        "--seconds",
-        "1",
-        "--seed",
-        "3",
-        "--out",
-        str(out),
-    ]
-    assert main(args) == 0
+    assert main(_tiny_run(weights, out)) == 0
     a = json.loads((generated / "landmarks.json").read_text())["modes"]
     b = json.loads((out / "landmarks.json").read_text())["modes"]
     assert a == b
