@@ -281,8 +281,8 @@ def _add_train_parser(sub: Any) -> None:
     train.add_argument(
         "--relax",
         type=float,
-        default=0.1,
-        help="weight of the non-winning modes in the winner-takes-all loss (0.1)",
+        default=0.25,
+        help="weight of the non-winning modes in the winner-takes-all loss (0.25)",
     )
     train.add_argument(
         "--diversity-weight", type=float, default=1.0, help="weight of the diversity hinge (1.0)"

@@ -57,7 +57,7 @@ class TrainConfig:
     gen_batch: int = 64
     gen_lr: float = 1e-3
     #: Relaxed winner-takes-all weight of the non-winning modes.
-    relax: float = 0.1
+    relax: float = 0.25
     #: Weight of the conditional LSTM's own regression on the data.
     w_conditional: float = 0.5
     #: Weight of the diversity hinge and its margin as a fraction of the data's same-class spread.
