@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from rt_smile.data.expressions import ExpressionBasis
 from rt_smile.data.sequences import CLASSES, SmileSequences
 from rt_smile.face import topology as topo
-from rt_smile.face.align import canonical_template
+from rt_smile.face.align import align_frames, canonical_template
 
 logger = logging.getLogger(__name__)
 
@@ -179,24 +179,6 @@ def _project(shape2d: Array, depth: Array, pose: Array) -> Array:
     return np.stack([x1 * cr - y1 * sr, x1 * sr + y1 * cr], -1)
 
 
-def _align_frames(frames: Array) -> Array:
-    """Per-frame similarity alignment of (T, N, 2) onto the canonical template (stable points)."""
-    idx = list(topo.STABLE)
-    ref = canonical_template()[idx]
-    src = frames[:, idx]
-    mu_s, mu_r = src.mean(1, keepdims=True), ref.mean(0)
-    xs, xr = src - mu_s, ref - mu_r
-    cov = np.einsum("ni,tnj->tij", xr, xs) / len(idx)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.sign(np.linalg.det(u @ vt))
-    d = np.ones((len(src), 2))
-    d[:, 1] = sign
-    rot = u @ (d[:, :, None] * vt)
-    scale = (sig * d).sum(1) / xs.var(1).sum(1)
-    t = mu_r - scale[:, None] * np.einsum("tij,tj->ti", rot, mu_s[:, 0])
-    return scale[:, None, None] * np.einsum("tij,tnj->tni", rot, frames) + t[:, None, :]
-
-
 def _centred_depth() -> Array:
     depth = topo.canonical_depth_iod()
     return depth - depth.mean()
@@ -221,7 +203,7 @@ def sample_sequence(
     frames = _project(shapes, _centred_depth(), _head_pose(t, rng, config.pose_deg))
     jitter = rng.normal(0.0, config.jitter_iod, frames.shape)
     jitter = 0.5 * (jitter + np.roll(jitter, 1, axis=0))  # mildly correlated in time
-    aligned = _align_frames(frames + jitter)
+    aligned = align_frames(frames + jitter)
     return aligned.astype(np.float32), tracks
 
 

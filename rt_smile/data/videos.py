@@ -52,7 +52,7 @@ from rt_smile.config import DetectorConfig
 from rt_smile.data.sequences import SmileSequences
 from rt_smile.errors import DetectorError, NoFaceError, RtSmileError
 from rt_smile.face import topology as topo
-from rt_smile.face.align import align_to_canonical
+from rt_smile.face.align import align_frames
 from rt_smile.face.landmarks import _import_mediapipe, native_stderr_silenced
 
 logger = logging.getLogger(__name__)
@@ -350,11 +350,6 @@ def resample(
     eps = 1e-9
     ok = (valid[lo] | (w >= 1.0 - eps)) & (valid[hi] | (w <= eps))
     return _mix(points, lo, hi, w), ok
-
-
-def align_frames(points: Array) -> Array:
-    """(T, 468, 2) pixels → aligned canonical frame, each frame on its own stable points."""
-    return np.stack([align_to_canonical(p).apply(p) for p in points])
 
 
 # --------------------------------------------------------------------------- data set

@@ -75,6 +75,11 @@ def align_to_canonical(points: Points) -> Similarity:
     return fit_similarity(np.asarray(points)[idx], _template()[idx])
 
 
+def align_frames(points: Points) -> Points:
+    """(T, N, 2) frames → the aligned canonical frame, each frame on its own stable points."""
+    return np.stack([align_to_canonical(p).apply(p) for p in points])
+
+
 def canonical_to_crop(config: CropConfig) -> Similarity:
     """Canonical frame (IOD units) → crop pixels of a ``config.size`` square."""
     s = config.size / config.span_iod
