@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import sys
@@ -188,7 +189,51 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_generate_parser(sub)
     _add_evaluate_parser(sub)
+    _add_serve_parser(sub)
     return parser
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (1..65535)")
+    return value
+
+
+def _add_serve_parser(sub: Any) -> None:
+    sv = sub.add_parser(
+        "serve",
+        help="stream K live smiling versions of a face to a browser (WebRTC)",
+        description="Serve the page and WebRTC streams. Open http://HOST:PORT/, keep the sample "
+        "face or upload a photo, and watch K live smiles. Binds 127.0.0.1 by default; any other host "
+        "needs --token (clients send 'Authorization: Bearer TOKEN') or --insecure.",
+    )
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    sv.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080)")
+    sv.add_argument("--size", type=int, choices=(256, 512), default=256, help="video side in pixels (256)")
+    sv.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="STUN/TURN server for the server's peers and the page, e.g. stun:stun.example.org:3478 "
+        "or turn:turn.example.org:3478?transport=tcp (repeatable; TURN credentials with "
+        "--ice-username/--ice-credential). Needed behind NAT or where UDP is blocked.",
+    )
+    sv.add_argument("--ice-username", help="username for the TURN servers")
+    sv.add_argument("--ice-credential", help="credential for the TURN servers")
+    sv.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /api/*")
+    sv.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
+    sv.add_argument("--max-sessions", type=_positive_int, default=4, help="concurrent live faces (4)")
+    sv.add_argument(
+        "--episode-every",
+        type=float,
+        default=6.0,
+        metavar="S",
+        help="mean seconds between automatic smiles (0: only on demand; default 6)",
+    )
+    sv.add_argument("--weights", type=Path, metavar="F.safetensors", help="default: the shipped weights")
+    sv.set_defaults(run=run_serve)
 
 
 def _add_evaluate_parser(sub: Any) -> None:
@@ -585,6 +630,44 @@ def run_evaluate(args: argparse.Namespace) -> int:
         )
     print(f"FD noise floor {report['frechet_noise_floor']:.3f}; diversity {report['diversity']}")
     print(f"wrote {args.json}")
+    return 0
+
+
+def _ice_servers(args: argparse.Namespace) -> tuple[tuple[str, str | None, str | None], ...]:
+    for url in args.ice_server:
+        if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+            raise CliError(f"--ice-server {url!r}: expected a stun:, stuns:, turn: or turns: URL")
+    return tuple(
+        (u, args.ice_username, args.ice_credential) if u.startswith("turn") else (u, None, None)
+        for u in args.ice_server
+    )
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from rt_smile.io.checkpoint import load_cmmnet
+    from rt_smile.runtime.engine import EngineConfig, SmileEngine
+    from rt_smile.stream.server import ServerConfig, check_bind, serve
+
+    if not (math.isfinite(args.episode_every) and args.episode_every >= 0):
+        raise CliError(f"--episode-every must be a number of seconds >= 0, got {args.episode_every}")
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        insecure=args.insecure,
+        ice_servers=_ice_servers(args),
+    )
+    check_bind(config)
+    engine_config = EngineConfig(
+        size=args.size, max_sessions=args.max_sessions, episode_every=args.episode_every
+    )
+    engine = SmileEngine(load_cmmnet(args.weights), engine_config)
+    try:
+        asyncio.run(serve(engine, config))
+    except KeyboardInterrupt:
+        print(f"{PROG}: stopped", file=sys.stderr)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Writing frame sequences as H.264 MP4 (PyAV) and GIF (Pillow), and tiling them in a grid."""
+"""Writing frame sequences as H.264 MP4 (PyAV) and GIF (Pillow), reading them back, and tiling
+them in a grid."""
 
 from __future__ import annotations
 
@@ -28,6 +29,17 @@ def write_mp4(path: str | Path, frames: Frames, fps: float, crf: int = 20) -> Pa
         for packet in stream.encode():
             container.mux(packet)
     return out
+
+
+def read_video(path: str | Path) -> tuple[Frames, float]:
+    """All frames (T, H, W, 3) RGB of a video file and its average frame rate."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or 0)
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    return np.stack(frames).astype(np.uint8), rate
 
 
 def write_gif(path: str | Path, frames: Frames, fps: float, max_side: int = 512) -> Path:

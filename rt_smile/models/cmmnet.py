@@ -97,3 +97,44 @@ class CMMNet(nn.Module):
             disp, state = self.step(cls, noise[:, t], state)
             frames.append(neutral[:, None] + disp)
         return torch.stack(frames, dim=2)
+
+
+def stack_states(states: list[GeneratorState]) -> GeneratorState:
+    """Concatenate the batches of several generator states (e.g. of several sessions)."""
+    return GeneratorState(
+        z=torch.cat([s.z for s in states]),
+        conditional=(
+            torch.cat([s.conditional[0] for s in states], 1),
+            torch.cat([s.conditional[1] for s in states], 1),
+        ),
+        multimode=(
+            torch.cat([s.multimode[0] for s in states], 1),
+            torch.cat([s.multimode[1] for s in states], 1),
+            torch.cat([s.multimode[2] for s in states]),
+        ),
+        z0=torch.cat([s.z0 for s in states]),
+        neutral_decoded=torch.cat([s.neutral_decoded for s in states]),
+    )
+
+
+def unstack_states(state: GeneratorState, sizes: list[int]) -> list[GeneratorState]:
+    """Inverse of ``stack_states``: split a batched state into batches of ``sizes`` rows."""
+    k = state.multimode[2].shape[0] // state.z.shape[0]  # modes per row
+    out, start = [], 0
+    for n in sizes:
+        rows, mode_rows = slice(start, start + n), slice(start * k, (start + n) * k)
+        out.append(
+            GeneratorState(
+                z=state.z[rows],
+                conditional=(state.conditional[0][:, rows], state.conditional[1][:, rows]),
+                multimode=(
+                    state.multimode[0][:, mode_rows],
+                    state.multimode[1][:, mode_rows],
+                    state.multimode[2][mode_rows],
+                ),
+                z0=state.z0[rows],
+                neutral_decoded=state.neutral_decoded[rows],
+            )
+        )
+        start += n
+    return out

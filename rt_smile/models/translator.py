@@ -351,7 +351,8 @@ class Translator(nn.Module):
         return grid, pts, det[:, 0]
 
     def mouth_layer(self, pix: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
-        """Mouth interior RGB (B, 3, P) and the target inner-lip mask (B, P) at pixels (B, P, 2)."""
+        """Mouth interior RGB (B, 3, P) and the target inner-lip mask (B, P) at pixels (B, P, 2);
+        palette (B, 5, 3)."""
         up = target[:, list(topo.LIPS_INNER_UPPER)]
         lo = target[:, list(topo.LIPS_INNER_LOWER)]
         frame = _CurveFrame(up[:, 0], up[:, -1])
@@ -369,9 +370,9 @@ class Translator(nn.Module):
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
         tooth_shade = 0.55 + 0.45 * lateral.sqrt()
-        rgb = (teeth_a * tooth_shade)[:, None] * palette[0][None, :, None] + ((1 - teeth_a) * cavity_shade)[
+        rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None] + ((1 - teeth_a) * cavity_shade)[
             :, None
-        ] * palette[1][None, :, None]
+        ] * palette[:, 1, :, None]
         return rgb, inside
 
     def lid_layer(
@@ -380,12 +381,12 @@ class Translator(nn.Module):
         """Closing upper lids at pixels (B, P, 2): RGB (B, 3, P) and alpha (B, P). The lid covers
         what was eye opening in the photo and now lies above the target lid line, fading in from
         its top so it meets the skin above without an edge, with a thin lash line at its margin.
-        Both eyes are stacked on the batch axis."""
+        neutral (B, N, 2), palette (B, 5, 3). Both eyes are stacked on the batch axis."""
         b = target.shape[0]
         eyes = ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER))
         up_t = torch.cat([target[:, list(u)] for u, _ in eyes])  # (2B, K, 2)
         lo_t = torch.cat([target[:, list(lo)] for _, lo in eyes])
-        up_n = torch.cat([neutral[None, list(u)].expand(b, -1, -1) for u, _ in eyes])
+        up_n = torch.cat([neutral[:, list(u)] for u, _ in eyes])
         frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
         s, t = frame.coords(pix.repeat(2, 1, 1))
         t_n, t_t, t_lo = frame.curve(s, up_n), frame.curve(s, up_t), frame.curve(s, lo_t)
@@ -398,10 +399,9 @@ class Translator(nn.Module):
         fade = ((t - top) / (0.6 * (bottom - top)).clamp_min(e)).clamp(0.0, 1.0)
         alpha = _band(t, top, bottom, e) * fade * closing
         lash = 0.85 * _band(t, bottom - 1.2 * e, bottom, 0.5 * e) * closing
-        skin = torch.cat([palette[2:3].expand(b, -1), palette[3:4].expand(b, -1)])  # (2B, 3)
-        rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin[:, :, None] + lash[:, None] * palette[4][
-            None, :, None
-        ]
+        skin = torch.cat([palette[:, 2], palette[:, 3]])  # (2B, 3)
+        lash_rgb = palette[:, 4].repeat(2, 1)  # (2B, 3)
+        rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin[:, :, None] + lash[:, None] * lash_rgb[:, :, None]
         cover = (alpha + lash).clamp(0.0, 1.0)
         rgb = (rgb.view(2, b, 3, -1).sum(0)) / cover.view(2, b, -1).sum(0).clamp_min(1e-6)[:, None]
         return rgb, cover.view(2, b, -1).sum(0).clamp(0.0, 1.0)
@@ -422,10 +422,15 @@ class Translator(nn.Module):
     def forward(
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
-        """image (1|B, 3, S, S), flow_basis (N, G²), neutral (N, 2), target (B, N, 2),
-        palette (5, 3) → frames (B, 3, S, S) in [0, 1]."""
+        """image (1|B, 3, S, S), flow_basis (N, G²) or (B, N, G²), neutral (N, 2) or (B, N, 2),
+        target (B, N, 2), palette (5, 3) or (B, 5, 3) → frames (B, 3, S, S) in [0, 1].
+
+        The per-photo inputs either are shared by the whole batch or come one per frame, so one
+        call renders frames of several photos (sessions) at once."""
         b, e = target.shape[0], self.n_eyes
-        grid, roi_grid, stretch = self.backward_map(flow_basis, target - neutral[None])
+        neutral = neutral.expand(b, -1, -1) if neutral.dim() == 2 else neutral
+        palette = palette.expand(b, -1, -1) if palette.dim() == 2 else palette
+        grid, roi_grid, stretch = self.backward_map(flow_basis, target - neutral)
         src = image.expand(b, -1, -1, -1)
         frames = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
         warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border", align_corners=False)[

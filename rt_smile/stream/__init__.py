@@ -1,0 +1,1 @@
+"""Live streaming: the aiortc video track and the aiohttp/WebRTC server."""

@@ -71,17 +71,24 @@ def generate_all(
     gen = torch.Generator().manual_seed(seed)
     neutral = torch.from_numpy(neutrals).float()
     cls = torch.from_numpy(labels)
-    noise = torch.randn(len(neutral), length, model.config.conditional.noise_dim, generator=gen)
+    noise = model.conditional.sample_noise(len(neutral), length, generator=gen)
     with torch.no_grad():
         multi = model.generate(neutral, cls, noise).double().numpy()  # (N, K, T, 468, 2)
-        z0, _ = model.vae.encode(neutral)
-        z = model.conditional.unroll(z0, cls, noise[:, : length - 1])  # (N, T-1, z)
-        disp = (
-            model.vae.decode(z.flatten(0, 1)).reshape(z.shape[0], z.shape[1], -1, 2)
-            - model.vae.decode(z0)[:, None]
-        )
-        single = torch.cat([neutral[:, None], neutral[:, None] + disp], 1).double().numpy()
+        single = conditional_only(model, neutral, cls, noise).double().numpy()
     return [list(m) for m in multi], list(single)
+
+
+@torch.no_grad()
+def conditional_only(
+    model: CMMNet, neutral: torch.Tensor, cls: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """The K = 1 ablation: the conditional LSTM's own sequence, decoded, (N, T, 468, 2),
+    starting at ``neutral`` (N, 468, 2)."""
+    z0, _ = model.vae.encode(neutral)
+    z = model.conditional.unroll(z0, cls, noise[:, : noise.shape[1] - 1])  # (N, T-1, z)
+    decoded = model.vae.decode(z.flatten(0, 1)).reshape(z.shape[0], z.shape[1], -1, 2)
+    disp = decoded - model.vae.decode(z0)[:, None]
+    return torch.cat([neutral[:, None], neutral[:, None] + disp], 1)
 
 
 def retrieval_baseline(

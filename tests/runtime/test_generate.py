@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -20,6 +19,7 @@ from rt_smile.cli import main
 from rt_smile.face.align import canonical_template
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
 from rt_smile.io.checkpoint import WeightsError, load_cmmnet, save_cmmnet
+from rt_smile.io.video import read_video
 from rt_smile.models.cmmnet import CMMNet
 
 
@@ -59,10 +59,8 @@ def generated(weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _decode(path: Path) -> tuple[list[NDArray[np.uint8]], float]:
-    with av.open(str(path)) as c:
-        stream = c.streams.video[0]
-        rate = float(stream.average_rate or 0)
-        return [np.asarray(f.to_ndarray(format="rgb24"), np.uint8) for f in c.decode(stream)], rate
+    frames, rate = read_video(path)
+    return list(frames), rate
 
 
 def test_files_frames_and_fps(generated: Path) -> None:
@@ -170,9 +168,7 @@ def test_shipped_weights_make_distinct_class_specific_smiles() -> None:
     model = load_cmmnet()  # the weights shipped in the package
     faces = generate(SynthConfig(n_sequences=6, n_identities=6, seed=99))  # unseen identities
     neutral = torch.from_numpy(np.stack([faces.sequence(i)[0] for i in range(6)])).float()
-    noise = torch.randn(
-        6, 120, model.config.conditional.noise_dim, generator=torch.Generator().manual_seed(0)
-    )
+    noise = model.conditional.sample_noise(6, 120, generator=torch.Generator().manual_seed(0))
     peak = {}
     for cls in (0, 1):
         seqs = model.generate(neutral, torch.full((6,), cls), noise).double().numpy()  # (6, K, T, 468, 2)

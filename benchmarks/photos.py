@@ -1,0 +1,125 @@
+"""Quality of the shipped weights on real photos, through the photo → video path of
+``rt-smile generate``.
+
+    python benchmarks/photos.py [PHOTO ...]   # default: the bundled sample + ../shared/data/faces/*
+
+For each photo and class (``rt_smile.train.photo_eval``): class of every mode, diversity, realism
+against the held-out noise floor and the K = 1 baseline, novelty, peak lip-corner speed, neutral
+start. Then the video round trip: ``rt-smile generate`` (4 modes, 4 s, posed) into a temporary
+folder, MediaPipe on every decoded frame, mean distance to ``landmarks.json`` in IOD.
+Writes benchmarks/results/photos.json (photo file names only; no image is stored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info
+
+from rt_smile.cli import main as cli_main
+from rt_smile.config import DetectorConfig
+from rt_smile.face.align import align_to_canonical
+from rt_smile.face.landmarks import LandmarkDetector, detect_face, make_detector
+from rt_smile.io.checkpoint import default_weights_path, load_cmmnet, read_info
+from rt_smile.io.images import load_image
+from rt_smile.io.video import read_video
+from rt_smile.train.classifier import ClassifierTraining, train_classifier
+from rt_smile.train.photo_eval import Reference, evaluate_photo
+from rt_smile.train.trainer import TrainConfig, synth_data
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
+
+
+def reference() -> Reference:
+    weights = default_weights_path()
+    known = TrainConfig.__dataclass_fields__
+    config = TrainConfig(
+        **{k: v for k, v in read_info(weights).get("train_config", {}).items() if k in known}
+    )
+    train, test = synth_data(config).split_by_identity(config.test_fraction, config.split_seed)
+    return Reference.build(train_classifier(train, ClassifierTraining(seed=123)), train, test)
+
+
+def video_round_trip(photo: Path, detector: LandmarkDetector) -> dict[str, Any]:
+    """Mean MediaPipe-to-landmarks.json distance (IOD) over every decoded frame of every mode."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "gen"
+        args = [
+            "generate",
+            str(photo),
+            "--class",
+            "posed",
+            "--modes",
+            "4",
+            "--seconds",
+            "4",
+            "--out",
+            str(out),
+        ]
+        assert cli_main(args) == 0
+        info = json.loads((out / "landmarks.json").read_text())
+        errors, frames = [], 0
+        for k, targets in enumerate(np.asarray(info["modes"])):
+            decoded, _ = read_video(out / f"mode_{k}.mp4")
+            frames += len(decoded)
+            for frame, target in zip(decoded, targets, strict=True):
+                found = detect_face(frame, DetectorConfig(), detector).points[:468]
+                iod = np.linalg.norm(target[33] - target[263])
+                errors.append(float(np.linalg.norm(found - target, axis=1).mean() / iod))
+    return {
+        "frames": frames,
+        "mean_error_iod": float(np.mean(errors)),
+        "max_frame_error_iod": float(np.max(errors)),
+    }
+
+
+def photo_report(path: Path, ref: Reference, detector: LandmarkDetector) -> dict[str, Any]:
+    face = detect_face(load_image(path), DetectorConfig(), detector)
+    pts = face.points[:468]
+    neutral = align_to_canonical(pts).apply(pts)
+    model = load_cmmnet()
+    return {
+        "photo": path.name,
+        "classes": evaluate_photo(model, neutral, ref),
+        "video_round_trip": video_round_trip(path, detector),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("photos", nargs="*", type=Path)
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "photos.json")
+    args = ap.parse_args()
+    photos = args.photos or [ROOT / "rt_smile" / "assets" / "astronaut.png", *sorted(SHARED_FACES.glob("*"))]
+    photos = [p for p in photos if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")]
+    t0 = time.perf_counter()
+    ref = reference()
+    detector = make_detector(DetectorConfig())
+    reports = []
+    for p in photos:
+        reports.append(photo_report(p, ref, detector))
+        print(json.dumps(reports[-1])[:400], flush=True)
+    result = {
+        "benchmark": "photos",
+        "machine": machine_info(),
+        "weights": default_weights_path().name,
+        "data_source": "SynthSmile (synthetic) held-out identities as reference",
+        "seconds": round(time.perf_counter() - t0, 1),
+        "photos": reports,
+    }
+    args.json.write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Quality checks of generated smiles for one real photo (the photo → landmarks path of
+``rt-smile generate``), against the held-out data of the weights' training set.
+
+For a photo and a class, many noise draws × K modes are generated from the photo's own aligned
+neutral landmarks and scored by the evaluation classifier: class of every mode; diversity between
+the K modes of one draw (against held-out same-class pairs and the modes' own motion); realism as
+the Fréchet distance to one half of the held-out sequences of that class, beside the noise floor
+(the other half against it, same sizes) and the K = 1 baseline; novelty against the training set;
+peak lip-corner speed; neutral start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from rt_smile.data.sequences import CLASSES, SmileSequences
+from rt_smile.data.synthetic import lip_corner_width
+from rt_smile.models.classifier import SequenceClassifier
+from rt_smile.models.cmmnet import CMMNet
+from rt_smile.train.classifier import features, predict
+from rt_smile.train.evaluate import conditional_only, nearest_distances
+from rt_smile.train.metrics import frechet_distance, motion, motion_magnitude, pairwise_mean_distance
+
+Seq = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Held-out and training data the photo's smiles are compared with."""
+
+    classifier: SequenceClassifier
+    #: Per class: two disjoint halves of the held-out sequences (equal sizes).
+    halves: dict[int, tuple[list[Seq], list[Seq]]]
+    #: Per class: mean motion distance between held-out same-class pairs (IOD).
+    pair_distance: dict[int, float]
+    pool: list[Seq]
+    fps: float
+    length: int = 150
+
+    @classmethod
+    def build(
+        cls, classifier: SequenceClassifier, train: SmileSequences, test: SmileSequences, seed: int = 0
+    ) -> Reference:
+        rng = np.random.default_rng(seed)
+        halves, pairs = {}, {}
+        for k in range(len(CLASSES)):
+            idx = rng.permutation(np.flatnonzero(test.labels == k))
+            n = len(idx) // 2
+            seqs = [test.sequence(int(i)).astype(np.float64) for i in idx[: 2 * n]]
+            halves[k] = (seqs[:n], seqs[n:])
+            pairs[k] = pairwise_mean_distance([motion(s) for s in seqs[:40]])
+        pool_idx = rng.permutation(len(train))[:600]
+        pool = [train.sequence(int(i)).astype(np.float64) for i in pool_idx]
+        return cls(classifier, halves, pairs, pool, test.fps)
+
+
+def _generate(model: CMMNet, neutral: Seq, label: int, draws: int, length: int, seed: int) -> tuple[Seq, Seq]:
+    """(draws, K, T, 468, 2) multi-mode sequences and (draws, T, 468, 2) K = 1 sequences."""
+    gen = torch.Generator().manual_seed(seed)
+    n = torch.from_numpy(neutral).float()[None].expand(draws, -1, -1)
+    cls = torch.full((draws,), label, dtype=torch.long)
+    noise = model.conditional.sample_noise(draws, length, generator=gen)
+    with torch.no_grad():
+        multi = model.generate(n, cls, noise)
+        single = conditional_only(model, n, cls, noise)
+    return multi.double().numpy(), single.double().numpy()
+
+
+def _peak_speed(seqs: list[Seq], fps: float) -> float:
+    return float(np.mean([np.diff(lip_corner_width(s)).max() * fps for s in seqs]))
+
+
+def _diversity(multi: Seq, ref_pairs: float) -> dict[str, float]:
+    between, own = [], []
+    for modes in multi:
+        motions = [motion(s) for s in modes]
+        between.append(pairwise_mean_distance(motions))
+        own.append(float(np.mean([motion_magnitude(m) for m in motions])))
+    ratio_own = np.asarray(between) / np.maximum(own, 1e-9)
+    return {
+        "between_modes_iod": float(np.mean(between)),
+        "ratio_to_held_out_pairs": float(np.mean(between) / ref_pairs),
+        "ratio_to_own_motion": float(ratio_own.mean()),
+        "motion_iod": float(np.mean(own)),
+    }
+
+
+def evaluate_photo(
+    model: CMMNet, neutral: Seq, ref: Reference, draws: int = 60, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Per class: the checks of one photo's aligned neutral landmarks (468, 2)."""
+    out: dict[str, dict[str, Any]] = {}
+    for label, name in enumerate(CLASSES):
+        multi, single = _generate(model, neutral, label, draws, ref.length, seed + label)
+        flat = [s for modes in multi for s in modes]
+        half_a, half_b = ref.halves[label]
+        n = len(half_a)
+        feats = features(ref.classifier, half_a)
+        per_mode = (predict(ref.classifier, flat).reshape(draws, -1) == label).mean(0)
+        out[name] = {
+            "sequences": len(flat),
+            "class_accuracy_per_mode": [float(a) for a in per_mode],
+            "frechet_distance": frechet_distance(features(ref.classifier, flat[:n]), feats),
+            "frechet_noise_floor": frechet_distance(features(ref.classifier, half_b), feats),
+            "frechet_distance_k1": frechet_distance(features(ref.classifier, list(single[:n])), feats),
+            "novelty_iod": float(np.median(nearest_distances(flat[:n], ref.pool, ref.length))),
+            "held_out_novelty_iod": float(np.median(nearest_distances(half_b, ref.pool, ref.length))),
+            "peak_lip_corner_speed_iod_per_s": _peak_speed(flat, ref.fps),
+            "held_out_peak_lip_corner_speed_iod_per_s": _peak_speed(half_a + half_b, ref.fps),
+            "neutral_start_iod": float(np.abs(multi[:, :, 0] - neutral).max()),
+            **_diversity(multi, ref.pair_distance[label]),
+        }
+    return out

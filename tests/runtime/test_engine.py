@@ -1,0 +1,141 @@
+"""SmileEngine and FaceSession: batched stepping across sessions, endless idle face, smooth
+episodes, live control, capacity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rt_smile.io.checkpoint import load_cmmnet
+from rt_smile.io.images import load_image
+from rt_smile.models.cmmnet import CMMNet
+from rt_smile.runtime.engine import EngineConfig, PreparedFace, SessionError, SmileEngine, prepare_photo
+
+
+@pytest.fixture(scope="module")
+def face(sample_file, detector) -> PreparedFace:
+    return prepare_photo(load_image(sample_file), 256, detector)
+
+
+@pytest.fixture(scope="module")
+def model() -> CMMNet:
+    return load_cmmnet()
+
+
+def test_one_step_renders_every_mode_of_every_session(model: CMMNet, face: PreparedFace) -> None:
+    engine = SmileEngine(model, EngineConfig(episode_every=0.0))
+    a = engine.open_session(face, "posed", 3)
+    b = engine.open_session(face, "spontaneous", 1)
+    a.trigger()
+    out = engine.step()
+    assert set(out) == {a.id, b.id}
+    assert out[a.id].shape == (3, 256, 256, 3) and out[b.id].shape == (1, 256, 256, 3)
+    assert out[a.id].dtype == np.uint8
+    assert a.episode is not None and b.episode is None
+
+
+def test_sessions_batched_together_match_sessions_alone(model: CMMNet, face: PreparedFace) -> None:
+    """The generator and translator batches across sessions change nothing per session."""
+    together = SmileEngine(model, EngineConfig(episode_every=0.0, seed=5))
+    alone = SmileEngine(model, EngineConfig(episode_every=0.0, seed=5))
+    s0 = together.open_session(face, "posed", 4)
+    other = together.open_session(face, "spontaneous", 2)
+    solo = alone.open_session(face, "posed", 4)
+    for s in (s0, other, solo):
+        s.trigger()
+    for _ in range(20):
+        together.step()
+        alone.step()
+        assert s0.last_targets is not None and solo.last_targets is not None
+        np.testing.assert_allclose(s0.last_targets, solo.last_targets, atol=1e-3)
+
+
+def test_episode_starts_and_ends_at_the_idle_face_smoothly(model: CMMNet, face: PreparedFace) -> None:
+    engine = SmileEngine(model, EngineConfig(episode_every=0.0, blink_every=1000.0))
+    s = engine.open_session(face, "posed", 4)
+    engine.step()
+    s.trigger()
+    targets, in_episode = [], []
+    for _ in range(int(3.5 * 30) + 10):
+        engine.step()
+        assert s.last_targets is not None
+        targets.append(s.last_targets.copy())
+        in_episode.append(s.episode is not None)
+    t = np.stack(targets)  # (T, K, 468, 2)
+    iod = face.iod
+    idle = SmileEngine(model, EngineConfig(episode_every=0.0, blink_every=1000.0))
+    ref = idle.open_session(face, "posed", 4)
+    ref.motion = s.motion
+    ref.frame = 1
+    idle_targets = []
+    for _ in range(len(t)):
+        idle.step()
+        assert ref.last_targets is not None
+        idle_targets.append(ref.last_targets.copy())
+    smile = np.linalg.norm(t - np.stack(idle_targets), axis=-1).mean(-1) / iod  # (T, K)
+    assert smile[0].max() < 0.01, "an episode starts one small step from the photo's neutral face"
+    assert smile.max() > 0.01, "and smiles"
+    assert not in_episode[-1] and smile[-1].max() < 1e-6, "and returns to the idle face"
+    step = np.linalg.norm(np.diff(t, axis=0), axis=-1).max(-1) / iod
+    assert step.max() < 0.05, "no jumps between frames"
+
+
+def test_idle_face_blinks_and_moves_without_episodes(model: CMMNet, face: PreparedFace) -> None:
+    engine = SmileEngine(model, EngineConfig(episode_every=0.0, blink_every=1.0))
+    s = engine.open_session(face, "spontaneous", 1)
+    gaps, centres = [], []
+    for _ in range(90):
+        engine.step()
+        assert s.episode is None and s.last_targets is not None
+        pts = s.last_targets[0]
+        gaps.append(np.linalg.norm(pts[159] - pts[145]) / face.iod)
+        centres.append(pts.mean(0))
+    neutral_gap = np.linalg.norm(face.neutral[159] - face.neutral[145]) / face.iod
+    assert min(gaps) < 0.3 * neutral_gap, "blinks"
+    drift = np.ptp(np.stack(centres), axis=0).max()
+    assert 0.2 < drift < 0.1 * face.iod, "slight head motion"
+
+
+def test_automatic_episodes_follow_the_rhythm(model: CMMNet, face: PreparedFace) -> None:
+    engine = SmileEngine(model, EngineConfig(episode_every=1.0))
+    s = engine.open_session(face, "posed", 1)
+    started = 0
+    for _ in range(10 * 30):
+        was = s.episode
+        engine.step()
+        started += int(was is None and s.episode is not None)
+    assert 2 <= started <= 4  # 3.5 s episodes + ~1 s rests in 10 s
+
+
+def test_live_control_and_its_errors(model: CMMNet, face: PreparedFace) -> None:
+    engine = SmileEngine(model, EngineConfig(episode_every=0.0))
+    s = engine.open_session(face, "posed", 3)
+    s.set_mode(2)
+    assert [s.mode_for_track(j) for j in range(3)] == [2, 0, 1]
+    s.set_intensity(0.5)
+    s.trigger("spontaneous")
+    engine.step()
+    assert s.smile_class == "spontaneous" and s.episode is not None and s.episode.smile_class == "spontaneous"
+    for method, value in ((s.set_mode, 3), (s.set_mode, True), (s.set_intensity, 2.0)):
+        with pytest.raises(SessionError):
+            method(value)  # type: ignore[operator, arg-type]
+    with pytest.raises(SessionError, match="unknown smile class"):
+        s.trigger("grin")
+
+
+def test_open_session_checks_requests_and_capacity(model: CMMNet, face: PreparedFace) -> None:
+    engine = SmileEngine(model, EngineConfig(max_sessions=1))
+    with pytest.raises(SessionError, match="class"):
+        engine.open_session(face, "grin", 1)
+    with pytest.raises(SessionError, match="modes"):
+        engine.open_session(face, "posed", 0)
+    s = engine.open_session(face, "posed", 1)
+    with pytest.raises(SessionError, match="too many sessions"):
+        engine.open_session(face, "posed", 1)
+    engine.close_session(s.id)
+    engine.open_session(face, "posed", 1)
+    small = SmileEngine(CMMNet(), EngineConfig(size=512))
+    with pytest.raises(SessionError, match="prepared at 256"):
+        small.open_session(face, "posed", 1)
+    assert torch.is_grad_enabled()
