@@ -1,4 +1,5 @@
-"""Print the Markdown tables of the README and docs/translator.md from benchmarks/results/*.json.
+"""Print the Markdown tables of the README, docs/translator.md and docs/streaming.md from
+benchmarks/results/*.json.
 
 python benchmarks/tables.py
 """
@@ -41,12 +42,31 @@ def closed_loop_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def stream_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| peers | delivered fps (worst peer) | frame interval p50 / p99 | frame age p50 / p99 "
+        "| server CPU | server RSS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["results"]:
+        rows.append(
+            f"| {r['peers']} | {r['delivered_fps_min']:.1f} | {r['frame_interval_ms_p50']:.1f} / "
+            f"{r['frame_interval_ms_p99']:.1f} ms | "
+            f"{r['frame_age_ms_p50']:.0f} / {r['frame_age_ms_p99']:.0f} ms "
+            f"| {r['server_cpu_cores']:.2f} cores | {r['server_rss_mb_peak']:.0f} MB |"
+        )
+    return "\n".join(rows)
+
+
 def main() -> None:
     translator = json.loads((RESULTS / "translator_cpu.json").read_text())
     print(f"Translator, {translator['machine']['cpu']}, {translator['machine']['torch_threads']} threads:\n")
     print(translator_table(translator))
     print("\nClosed loop:\n")
     print(closed_loop_table(json.loads((RESULTS / "closed_loop.json").read_text())))
+    stream = json.loads((RESULTS / "stream_cpu.json").read_text())
+    print(f"\nStreaming, {stream['machine']['cpu']}, {stream['machine']['cores']} cores:\n")
+    print(stream_table(stream))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``SmileVideoTrack``: an aiortc ``MediaStreamTrack`` showing one mode of a live face.
 
-Inference runs in the ``EngineRunner``'s worker thread; ``recv()`` only paces to the wall clock,
+Inference runs in the ``EngineRunner``'s worker thread; ``recv()`` only paces to the frame rate
+(handing a frame over as soon as the engine publishes it, within half a period of its turn),
 takes the newest frame from the session's latest-frame-wins slot and wraps it, so a slow consumer
 gets fresh frames rather than a growing backlog. Timestamps come from the wall clock (90 kHz).
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 CLOCK_RATE = 90_000
 TIME_BASE = fractions.Fraction(1, CLOCK_RATE)
+#: How often ``recv`` looks for a newly published frame while waiting for its turn.
+POLL_SECONDS = 0.002
 #: How long ``recv`` waits for the engine's first frame before giving up.
 FIRST_FRAME_TIMEOUT = 20.0
 
@@ -46,7 +49,7 @@ class TrackStats:
     frame_age_ms: float = 0.0
 
 
-#: How many (pts, made_at) pairs a track remembers (two minutes at 30 fps), for latency tools.
+#: How many (pts, made_at, handed_at) entries a track remembers (two minutes at 30 fps), for latency tools.
 HISTORY = 3600
 
 
@@ -64,11 +67,12 @@ class SmileVideoTrack(MediaStreamTrack):  # type: ignore[misc]
         self._slot = runner.slot(session.id)
         self._owns = owns_runner
         self._start: float | None = None
-        self._count = 0
         self._window = (0.0, 0)
-        #: (pts, time.monotonic() when the frame was rendered) of the latest delivered frames:
-        #: lets a receiver on this machine measure render-to-decode latency per frame.
-        self.history: deque[tuple[int, float]] = deque(maxlen=HISTORY)
+        self._sent_index = -1
+        self._grid, self._slots_passed = 0.0, 0
+        #: (pts, time.monotonic() when the frame was rendered, when it was handed to the encoder)
+        #: of the latest delivered frames: lets a receiver on this machine measure latency per frame.
+        self.history: deque[tuple[int, float, float]] = deque(maxlen=HISTORY)
         runner.start()
 
     @classmethod
@@ -103,16 +107,28 @@ class SmileVideoTrack(MediaStreamTrack):  # type: ignore[misc]
         return frame
 
     async def _pace(self) -> float:
-        fps = self.runner.engine.config.fps
+        """Wait for this frame's turn on the track's clock (``fps`` from its first frame). Within
+        half a period either side of it, hand over as soon as the engine publishes a frame not yet
+        sent, so frames leave fresh instead of waiting for a clock that is out of phase with the
+        engine; past that window, the newest frame goes anyway (the rate never drops)."""
+        period = 1.0 / self.runner.engine.config.fps
         now = time.monotonic()
         if self._start is None:
-            self._start = now
+            self._start = self._grid = now
             return now
-        due = self._start + self._count / fps
-        if due > now:
-            await asyncio.sleep(due - now)
-            now = time.monotonic()
-        return now
+        self._slots_passed += 1
+        due = self._grid + self._slots_passed * period
+        if now > due + period:  # the consumer fell behind: restart the clock, no catch-up burst
+            self._grid, self._slots_passed, due = now, 0, now
+        if due - 0.5 * period > now:
+            await asyncio.sleep(due - 0.5 * period - now)
+        while not self._fresh() and time.monotonic() < due + 0.5 * period:
+            await asyncio.sleep(POLL_SECONDS)
+        return time.monotonic()
+
+    def _fresh(self) -> bool:
+        frame = self._slot.latest()
+        return frame is not None and frame.index > self._sent_index
 
     def _count_delivery(self, now: float, frame: Frame) -> None:
         self.stats.delivered += 1
@@ -137,8 +153,8 @@ class SmileVideoTrack(MediaStreamTrack):  # type: ignore[misc]
         assert self._start is not None
         out.pts = round((now - self._start) * CLOCK_RATE)
         out.time_base = TIME_BASE
-        self._count += 1
-        self.history.append((out.pts, frame.made_at))
+        self._sent_index = frame.index
+        self.history.append((out.pts, frame.made_at, now))
         self._count_delivery(now, frame)
         return out
 
