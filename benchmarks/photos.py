@@ -4,9 +4,11 @@
     python benchmarks/photos.py [PHOTO ...]   # default: the bundled sample + ../shared/data/faces/*
 
 For each photo and class (``rt_smile.train.photo_eval``): class of every mode, diversity, realism
-against the held-out noise floor and the K = 1 baseline, novelty, peak lip-corner speed, neutral
-start. Then the video round trip: ``rt-smile generate`` (4 modes, 4 s, posed) into a temporary
-folder, MediaPipe on every decoded frame, mean distance to ``landmarks.json`` in IOD.
+against the photo's own reference (SynthSmile's data process applied to the photo's neutral face:
+its noise floor, the K = 1 baseline, and the pooled held-out set for context), novelty, peak
+lip-corner speed, neutral start. Then the video round trip: ``rt-smile generate`` (4 modes,
+4 s, posed) into a temporary folder, MediaPipe on every decoded frame, mean distance to
+``landmarks.json`` in IOD.
 Writes benchmarks/results/photos.json (photo file names only; no image is stored).
 """
 
@@ -113,7 +115,8 @@ def main() -> None:
         "benchmark": "photos",
         "machine": machine_info(),
         "weights": default_weights_path().name,
-        "data_source": "SynthSmile (synthetic) held-out identities as reference",
+        "data_source": "SynthSmile (synthetic): per photo, the data process applied to the photo's "
+        "neutral landmarks; pooled held-out identities for context",
         "seconds": round(time.perf_counter() - t0, 1),
         "photos": reports,
     }
