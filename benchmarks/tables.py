@@ -58,12 +58,36 @@ def stream_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def photos_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| photo | class | class accuracy per mode | FD / noise floor | FD K = 1 | modes ÷ reference pairs "
+        "| modes ÷ own motion | novelty / reference | peak lip speed / reference | video round trip |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in data["photos"]:
+        trip = p["video_round_trip"]["mean_error_iod"]
+        for name, r in p["classes"].items():
+            acc = " ".join(f"{a:.2f}" for a in r["class_accuracy_per_mode"])
+            rows.append(
+                f"| {p['photo']} | {name} | {acc} "
+                f"| {r['frechet_distance']:.1f} / {r['frechet_noise_floor']:.1f} "
+                f"| {r['frechet_distance_k1']:.1f} | {r['ratio_to_reference_pairs']:.2f} "
+                f"| {r['ratio_to_own_motion']:.2f} "
+                f"| {r['novelty_iod']:.4f} / {r['reference_novelty_iod']:.4f} "
+                f"| {r['peak_lip_corner_speed_iod_per_s']:.2f} / "
+                f"{r['reference_peak_lip_corner_speed_iod_per_s']:.2f} | {trip:.4f} |"
+            )
+    return "\n".join(rows)
+
+
 def main() -> None:
     translator = json.loads((RESULTS / "translator_cpu.json").read_text())
     print(f"Translator, {translator['machine']['cpu']}, {translator['machine']['torch_threads']} threads:\n")
     print(translator_table(translator))
     print("\nClosed loop:\n")
     print(closed_loop_table(json.loads((RESULTS / "closed_loop.json").read_text())))
+    print("\nPhotos:\n")
+    print(photos_table(json.loads((RESULTS / "photos.json").read_text())))
     stream = json.loads((RESULTS / "stream_cpu.json").read_text())
     print(f"\nStreaming, {stream['machine']['cpu']}, {stream['machine']['cores']} cores:\n")
     print(stream_table(stream))

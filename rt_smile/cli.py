@@ -332,6 +332,16 @@ def _add_train_parser(sub: Any) -> None:
     train.add_argument(
         "--diversity-weight", type=float, default=1.0, help="weight of the diversity hinge (1.0)"
     )
+    train.add_argument(
+        "--w-class",
+        type=float,
+        default=0.0,
+        help="weight of the class term: a frozen latent-motion classifier's cross-entropy on every "
+        "mode (0: off)",
+    )
+    train.add_argument(
+        "--no-anchors", action="store_true", help="do not keep the training faces' codes as anchors"
+    )
     train.add_argument("--restart", action="store_true", help="ignore a training state in DIR")
     train.set_defaults(run=run_train)
 
@@ -563,6 +573,8 @@ def run_train(args: argparse.Namespace) -> int:
         modes=args.modes,
         relax=args.relax,
         w_diversity=args.diversity_weight,
+        w_class=args.w_class,
+        anchors=not args.no_anchors,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

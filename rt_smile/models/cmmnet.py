@@ -17,7 +17,7 @@ from rt_smile.models.multimode import MultiModeConfig, MultiModeGenerator, Multi
 from rt_smile.models.vae import LandmarkVAE, VAEConfig
 
 #: Bumped whenever the architecture or the checkpoint layout changes.
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,11 @@ class CMMNetConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     conditional: ConditionalConfig = field(default_factory=ConditionalConfig)
     multimode: MultiModeConfig = field(default_factory=MultiModeConfig)
+    #: Neutral codes of training faces kept as anchors (0: none). With anchors, the dynamics of a
+    #: face start from the code of the training face nearest to it (Mahalanobis distance in code
+    #: space), and its motion is added to the face's own landmarks: a photo unlike any training
+    #: face still gets the dynamics the generator learned, not an extrapolation of them.
+    anchors: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,7 +40,12 @@ class CMMNetConfig:
     def from_dict(cls, d: dict[str, Any]) -> CMMNetConfig:
         vae = dict(d["vae"])
         vae["hidden"] = tuple(vae["hidden"])
-        return cls(VAEConfig(**vae), ConditionalConfig(**d["conditional"]), MultiModeConfig(**d["multimode"]))
+        return cls(
+            VAEConfig(**vae),
+            ConditionalConfig(**d["conditional"]),
+            MultiModeConfig(**d["multimode"]),
+            anchors=int(d.get("anchors", 0)),
+        )
 
 
 @dataclass
@@ -52,20 +62,50 @@ class GeneratorState:
 class CMMNet(nn.Module):
     """neutral landmarks + class + noise → K landmark sequences, one step at a time."""
 
+    anchor_codes: Tensor
+    anchor_mean: Tensor
+    anchor_whiten: Tensor
+
     def __init__(self, config: CMMNetConfig = CMMNetConfig()) -> None:
         super().__init__()
         self.config = config
         self.vae = LandmarkVAE(config.vae)
         self.conditional = ConditionalLSTM(config.conditional)
         self.multimode = MultiModeGenerator(config.multimode)
+        z = config.vae.z_dim
+        self.register_buffer("anchor_codes", torch.zeros(config.anchors, z))  # (A, z)
+        self.register_buffer("anchor_mean", torch.zeros(z))
+        self.register_buffer("anchor_whiten", torch.eye(z))  # w = W (z − mean)
 
     @property
     def modes(self) -> int:
         return self.config.multimode.modes
 
+    @torch.no_grad()
+    def set_anchors(self, codes: Tensor) -> None:
+        """Keep ``codes`` (A, z), the neutral codes of training faces, and their whitening."""
+        if codes.shape != self.anchor_codes.shape:
+            expected = tuple(self.anchor_codes.shape)
+            raise ValueError(f"expected anchor codes of shape {expected}, got {tuple(codes.shape)}")
+        mean = codes.mean(0)
+        cov = torch.cov((codes - mean).T) + 1e-6 * torch.eye(codes.shape[1])
+        self.anchor_codes.copy_(codes)
+        self.anchor_mean.copy_(mean)
+        self.anchor_whiten.copy_(torch.linalg.inv(torch.linalg.cholesky(cov)))
+
+    def neutral_code(self, neutral: Tensor) -> Tensor:
+        """neutral (B, 468, 2) → z0 (B, z): the face's own code, or its nearest anchor's."""
+        z, _ = self.vae.encode(neutral)
+        anchors = self.anchor_codes.to(z.dtype)
+        if anchors.shape[0] == 0:
+            return z
+        whiten, mean = self.anchor_whiten.to(z.dtype), self.anchor_mean.to(z.dtype)
+        nearest = torch.cdist((z - mean) @ whiten.T, (anchors - mean) @ whiten.T).argmin(1)  # (B,)
+        return anchors[nearest]
+
     def start(self, neutral: Tensor, cls: Tensor) -> GeneratorState:
         """neutral (B, 468, 2) aligned landmarks, cls (B,) long → initial state."""
-        z0, _ = self.vae.encode(neutral)
+        z0 = self.neutral_code(neutral)
         return GeneratorState(
             z=z0,
             conditional=self.conditional.initial_state(z0, cls),

@@ -84,7 +84,7 @@ def conditional_only(
 ) -> torch.Tensor:
     """The K = 1 ablation: the conditional LSTM's own sequence, decoded, (N, T, 468, 2),
     starting at ``neutral`` (N, 468, 2)."""
-    z0, _ = model.vae.encode(neutral)
+    z0 = model.neutral_code(neutral)
     z = model.conditional.unroll(z0, cls, noise[:, : noise.shape[1] - 1])  # (N, T-1, z)
     decoded = model.vae.decode(z.flatten(0, 1)).reshape(z.shape[0], z.shape[1], -1, 2)
     disp = decoded - model.vae.decode(z0)[:, None]

@@ -29,7 +29,8 @@ from rt_smile.data.synthetic import SynthConfig, generate
 from rt_smile.io.checkpoint import save_cmmnet
 from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
 from rt_smile.models.multimode import MultiModeConfig
-from rt_smile.train.losses import best_of_k_loss, diversity_loss, vae_loss
+from rt_smile.train.class_term import LatentClassifier, fit_latent_classifier
+from rt_smile.train.losses import best_of_k_loss, class_loss, diversity_loss, vae_loss
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,12 @@ class TrainConfig:
     #: Weight of the diversity hinge and its margin as a fraction of the data's same-class spread.
     w_diversity: float = 1.0
     margin_fraction: float = 0.8
+    #: Weight of the class term: cross-entropy of a frozen latent-motion classifier (trained on
+    #: the data's codes first, for ``class_steps`` steps) on every mode.
+    w_class: float = 0.0
+    class_steps: int = 300
+    #: Keep the training faces' neutral codes as anchors (see ``CMMNetConfig.anchors``).
+    anchors: bool = True
     log_every: int = 50
     checkpoint_every: int = 500
 
@@ -93,7 +100,10 @@ class Trainer:
         self.command = command
         self.train_set, self.test_set = data.split_by_identity(config.test_fraction, config.split_seed)
         torch.manual_seed(config.seed)
-        model_config = CMMNetConfig(multimode=MultiModeConfig(modes=config.modes))
+        model_config = CMMNetConfig(
+            multimode=MultiModeConfig(modes=config.modes),
+            anchors=len(self.train_set) if config.anchors else 0,
+        )
         self.model = CMMNet(model_config)
         self.opt_vae = torch.optim.AdamW(self.model.vae.parameters(), lr=config.vae_lr, weight_decay=1e-4)
         gen_params = [*self.model.conditional.parameters(), *self.model.multimode.parameters()]
@@ -103,6 +113,7 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(config.seed)
         self.codes: torch.Tensor | None = None  # (N, length, z)
         self.margin = 0.0
+        self.class_judge: LatentClassifier | None = None
 
     # ------------------------------------------------------------------ state
     def _state_path(self) -> Path:
@@ -204,15 +215,25 @@ class Trainer:
         cond = F.mse_loss(z_cond, target)
         with_start = torch.cat([z0[:, None, None].expand(-1, z_modes.shape[1], 1, -1), z_modes], dim=2)
         div = diversity_loss(with_start, self.margin)
-        loss = wta + cfg.w_conditional * cond + cfg.w_diversity * div
+        cls_term = self._class_term(z_modes, z0, cls)
+        loss = wta + cfg.w_conditional * cond + cfg.w_diversity * div + cfg.w_class * cls_term
         wins = torch.bincount(winner, minlength=cfg.modes).float() / len(winner)
         parts = {
             "wta": wta.item(),
             "conditional": cond.item(),
             "diversity": div.item(),
+            "class": cls_term.item(),
             "min_mode_share": wins.min().item(),
         }
         return loss, parts
+
+    def _class_term(self, z_modes: torch.Tensor, z0: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the frozen latent classifier on every mode's z-motion."""
+        if self.class_judge is None or self.config.w_class == 0.0:
+            return z_modes.sum() * 0.0
+        b, k = z_modes.shape[:2]
+        motion = (z_modes - z0[:, None, None]).flatten(0, 1)  # (B·K, L-1, z)
+        return class_loss(self.class_judge(motion).reshape(b, k, -1), cls)
 
     def train_generator(self, progress: bool) -> None:
         cfg = self.config
@@ -220,6 +241,9 @@ class Trainer:
         labels = torch.from_numpy(self.train_set.labels)
         if self.margin == 0.0:
             self.margin = cfg.margin_fraction * self._same_class_spread(codes)
+        if cfg.w_class > 0.0:  # deterministic, so a resumed run refits the same judge
+            self.class_judge, accuracy = fit_latent_classifier(codes, labels, cfg.class_steps, seed=cfg.seed)
+            logger.info("class term: latent classifier accuracy %.3f on the training codes", accuracy)
         self.model.conditional.train()
         self.model.multimode.train()
         bar = _bar(cfg.gen_steps, self.step, "generator", progress)
@@ -258,7 +282,16 @@ class Trainer:
             self.train_generator(progress)
         return self.finish(time.time() - started)
 
+    @torch.no_grad()
+    def _set_anchors(self) -> None:
+        """The neutral (first-frame) codes of every training sequence become the anchors."""
+        if self.model.config.anchors == 0:
+            return
+        first = np.stack([self.train_set.sequence(i)[0] for i in range(len(self.train_set))])
+        self.model.set_anchors(self.model.vae.eval().encode(torch.from_numpy(first).float())[0])
+
     def finish(self, seconds: float) -> Path:
+        self._set_anchors()
         info = {
             "train_config": asdict(self.config),
             "command": self.command,
@@ -297,10 +330,10 @@ def plot_log(log: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, stage, keys in (
         (axes[0], "vae", ("recon", "kl")),
-        (axes[1], "generator", ("wta", "conditional", "diversity")),
+        (axes[1], "generator", ("wta", "conditional", "diversity", "class")),
     ):
         rows = [r for r in log if r["stage"] == stage]
-        for k in keys:
+        for k in (k for k in keys if rows and k in rows[0]):
             ax.plot([r["step"] for r in rows], [r[k] for r in rows], label=k)
         ax.set_yscale("log")
         ax.set_title(f"{stage} (SynthSmile, synthetic)", fontsize=10)

@@ -1,0 +1,47 @@
+"""CMM-Net as one module: anchors (a face's dynamics start from its nearest training face's code)
+and the per-step API."""
+
+from __future__ import annotations
+
+import torch
+
+from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
+
+
+def _faces(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(1, 468, 2, generator=g)
+    return base + 0.05 * torch.randn(n, 468, 2, generator=g)
+
+
+def test_without_anchors_a_face_keeps_its_own_code() -> None:
+    model = CMMNet().eval()
+    faces = _faces(3, 0)
+    with torch.no_grad():
+        own, _ = model.vae.encode(faces)
+        assert torch.equal(model.neutral_code(faces), own)
+
+
+def test_anchors_replace_a_code_by_the_nearest_training_code() -> None:
+    torch.manual_seed(0)
+    model = CMMNet(CMMNetConfig(anchors=6)).eval()
+    with torch.no_grad():
+        codes, _ = model.vae.encode(_faces(6, 1))
+        model.set_anchors(codes)
+        # a face whose code is a little off anchor 4 gets anchor 4's code
+        z = model.neutral_code(_faces(6, 1)[4:5])
+        assert torch.allclose(z, codes[4:5])
+        state = model.start(_faces(6, 1)[4:5], torch.tensor([1]))
+        assert torch.allclose(state.z0, codes[4:5])
+        out = model.generate(_faces(1, 7), torch.tensor([0]), torch.randn(1, 5, 16))
+    assert torch.allclose(out[:, :, 0], _faces(1, 7)[:, None].expand(-1, model.modes, -1, -1))
+
+
+def test_set_anchors_checks_the_shape() -> None:
+    model = CMMNet(CMMNetConfig(anchors=3))
+    try:
+        model.set_anchors(torch.zeros(2, 32))
+    except ValueError as exc:
+        assert "anchor codes" in str(exc)
+    else:
+        raise AssertionError("a wrong number of anchors must be refused")
