@@ -190,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_parser(sub)
     _add_evaluate_parser(sub)
     _add_serve_parser(sub)
+    _add_export_parser(sub)
     return parser
 
 
@@ -234,6 +235,20 @@ def _add_serve_parser(sub: Any) -> None:
     )
     sv.add_argument("--weights", type=Path, metavar="F.safetensors", help="default: the shipped weights")
     sv.set_defaults(run=run_serve)
+
+
+def _add_export_parser(sub: Any) -> None:
+    ex = sub.add_parser(
+        "export",
+        help="export the per-frame graphs to ONNX",
+        description="Write generator_step.onnx (recurrent state as inputs and outputs), "
+        "vae_decode.onnx and translator_SIZE.onnx, each with a dynamic batch axis; check each "
+        "against torch with onnxruntime and against TensorRT 10's ONNX operator support.",
+    )
+    ex.add_argument("--out", type=Path, required=True, metavar="DIR")
+    ex.add_argument("--size", type=int, choices=(256, 512), default=256, help="translator crop size (256)")
+    ex.add_argument("--weights", type=Path, metavar="F.safetensors", help="default: the shipped weights")
+    ex.set_defaults(run=run_export)
 
 
 def _add_evaluate_parser(sub: Any) -> None:
@@ -700,6 +715,26 @@ def _fail(message: str) -> int:
     first = " ".join(message.split()) or "failed"
     print(f"{PROG}: error: {first}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from rt_smile.io.checkpoint import load_cmmnet
+
+    try:
+        from trt_build.export import export_all
+    except ImportError as exc:
+        raise CliError(f"export needs onnx: pip install 'rt_smile[onnx]' ({exc})") from exc
+    model = load_cmmnet(args.weights)
+    try:
+        done = export_all(model, args.size, args.out)
+    except ImportError as exc:
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        raise CliError(f"cannot write to {args.out}: {exc}") from exc
+    for e in done:
+        verdict = "ok" if not e.tensorrt_problems else "; ".join(e.tensorrt_problems[:3])
+        print(f"{e.path}  parity {e.parity:.2e}  TensorRT 10 parser: {verdict}")
+    return 0 if all(not e.tensorrt_problems for e in done) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

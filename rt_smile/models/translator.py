@@ -244,7 +244,15 @@ class _CurveFrame:
     def curve(self, s: Tensor, points: Tensor) -> Tensor:
         """t of the polyline ``points`` (B, K, 2), ordered along the feature, at each s."""
         ks, kt = self.coords(points)
-        return _piecewise(s, torch.cummax(ks, 1).values, kt)
+        return _piecewise(s, _running_max(ks), kt)
+
+
+def _running_max(x: Tensor) -> Tensor:
+    """(B, K) → (B, K), entry j the max of x[:, :j+1] (``cummax``, written with a lower-triangular
+    mask because ONNX and TensorRT have no cumulative max)."""
+    k = x.shape[1]
+    earlier = torch.ones(k, k, dtype=torch.bool, device=x.device).tril()  # [j, i]: i ≤ j
+    return torch.where(earlier, x[:, None, :], torch.finfo(x.dtype).min).amax(-1)
 
 
 def _roi(size: int, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -415,9 +423,17 @@ class Translator(nn.Module):
         torn = F.avg_pool2d(torn, 3, stride=1, padding=1, count_include_pad=False)
         return torn.flatten(2)
 
-    def _write(self, frames: Tensor, values: Tensor, roi: tuple[int, int, int, int]) -> None:
+    def _write(self, frames: Tensor, values: Tensor, roi: tuple[int, int, int, int]) -> Tensor:
+        """``frames`` with the ROI replaced by ``values`` (B, 3, P): in place when run eagerly (a
+        few % faster); by slicing and concatenation while exporting to ONNX, whose tracer would
+        drop an in-place write into a view (the export's parity test checks both agree)."""
         x0, y0, x1, y1 = roi
-        _crop(frames, roi).copy_(values.reshape(frames.shape[0], 3, y1 - y0, x1 - x0))
+        patch = values.reshape(frames.shape[0], 3, y1 - y0, x1 - x0)
+        if not torch.onnx.is_in_onnx_export():
+            _crop(frames, roi).copy_(patch)
+            return frames
+        band = torch.cat([frames[:, :, y0:y1, :x0], patch, frames[:, :, y0:y1, x1:]], dim=3)
+        return torch.cat([frames[:, :, :y0], band, frames[:, :, y1:]], dim=2)
 
     def forward(
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
@@ -439,12 +455,11 @@ class Translator(nn.Module):
         pix = self.roi_pixels.expand(b, -1, -1)
         lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette)
         eyes = warped[..., :e]
-        self._write(frames, eyes + lid_alpha[:, None] * (lid - eyes), self.eyes_roi)
+        frames = self._write(frames, eyes + lid_alpha[:, None] * (lid - eyes), self.eyes_roi)
         mouth, inside = self.mouth_layer(pix[:, e:], target, palette)
         alpha = inside[:, None] * self._torn(stretch[:, e:])
         lips = warped[..., e:]
-        self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)
-        return frames
+        return self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)
 
     def render(self, prior: FacePrior, target: Tensor) -> Tensor:
         """Convenience: ``forward`` with a ``FacePrior``."""
