@@ -42,8 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
 
 
-def reference() -> Reference:
-    weights = default_weights_path()
+def reference(weights: Path) -> Reference:
     known = TrainConfig.__dataclass_fields__
     config = TrainConfig(
         **{k: v for k, v in read_info(weights).get("train_config", {}).items() if k in known}
@@ -52,7 +51,7 @@ def reference() -> Reference:
     return Reference.build(train_classifier(train, ClassifierTraining(seed=123)), train, test)
 
 
-def video_round_trip(photo: Path, detector: LandmarkDetector) -> dict[str, Any]:
+def video_round_trip(photo: Path, detector: LandmarkDetector, weights: Path) -> dict[str, Any]:
     """Mean MediaPipe-to-landmarks.json distance (IOD) over every decoded frame of every mode."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "gen"
@@ -67,6 +66,8 @@ def video_round_trip(photo: Path, detector: LandmarkDetector) -> dict[str, Any]:
             "4",
             "--out",
             str(out),
+            "--weights",
+            str(weights),
         ]
         assert cli_main(args) == 0
         info = json.loads((out / "landmarks.json").read_text())
@@ -85,15 +86,15 @@ def video_round_trip(photo: Path, detector: LandmarkDetector) -> dict[str, Any]:
     }
 
 
-def photo_report(path: Path, ref: Reference, detector: LandmarkDetector) -> dict[str, Any]:
+def photo_report(path: Path, ref: Reference, detector: LandmarkDetector, weights: Path) -> dict[str, Any]:
     face = detect_face(load_image(path), DetectorConfig(), detector)
     pts = face.points[:468]
     neutral = align_to_canonical(pts).apply(pts)
-    model = load_cmmnet()
+    model = load_cmmnet(weights)
     return {
         "photo": path.name,
         "classes": evaluate_photo(model, neutral, ref),
-        "video_round_trip": video_round_trip(path, detector),
+        "video_round_trip": video_round_trip(path, detector, weights),
     }
 
 
@@ -101,20 +102,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("photos", nargs="*", type=Path)
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "photos.json")
+    ap.add_argument("--weights", type=Path, default=default_weights_path())
     args = ap.parse_args()
     photos = args.photos or [ROOT / "rt_smile" / "assets" / "astronaut.png", *sorted(SHARED_FACES.glob("*"))]
     photos = [p for p in photos if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp")]
     t0 = time.perf_counter()
-    ref = reference()
+    ref = reference(args.weights)
     detector = make_detector(DetectorConfig())
     reports = []
     for p in photos:
-        reports.append(photo_report(p, ref, detector))
+        reports.append(photo_report(p, ref, detector, args.weights))
         print(json.dumps(reports[-1])[:400], flush=True)
     result = {
         "benchmark": "photos",
         "machine": machine_info(),
-        "weights": default_weights_path().name,
+        "weights": args.weights.name,
         "data_source": "SynthSmile (synthetic): per photo, the data process applied to the photo's "
         "neutral landmarks; pooled held-out identities for context",
         "seconds": round(time.perf_counter() - t0, 1),

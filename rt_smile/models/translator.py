@@ -248,8 +248,10 @@ class _CurveFrame:
 
 
 def _running_max(x: Tensor) -> Tensor:
-    """(B, K) → (B, K), entry j the max of x[:, :j+1] (``cummax``, written with a lower-triangular
-    mask because ONNX and TensorRT have no cumulative max)."""
+    """(B, K) → (B, K), entry j the max of x[:, :j+1]: ``cummax`` when run eagerly; while
+    exporting, a max under a lower-triangular mask (ONNX and TensorRT have no cumulative max)."""
+    if not torch.onnx.is_in_onnx_export():
+        return torch.cummax(x, 1).values
     k = x.shape[1]
     earlier = torch.ones(k, k, dtype=torch.bool, device=x.device).tril()  # [j, i]: i ≤ j
     return torch.where(earlier, x[:, None, :], torch.finfo(x.dtype).min).amax(-1)

@@ -163,6 +163,7 @@ class FaceSession:
     motion: _Motion = field(default_factory=lambda: _Motion.random(np.random.default_rng(0)))
     #: (K, 468, 2) crop-pixel target landmarks of the latest frame (for stats and tests).
     last_targets: Array | None = None
+    _pending_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # ---------------------------------------------------------------- control (any thread)
     def trigger(self, smile_class: str | None = None) -> None:
@@ -170,7 +171,8 @@ class FaceSession:
         session's class)."""
         if smile_class is not None:
             self.set_class(smile_class)
-        self.pending = self.smile_class
+        with self._pending_lock:
+            self.pending = self.smile_class
 
     def set_class(self, smile_class: str) -> None:
         if smile_class not in CLASSES:
@@ -196,9 +198,15 @@ class FaceSession:
         return max(1, round(self.rng.uniform(0.6, 1.4) * mean * self.config.fps))
 
     def due_class(self) -> str | None:
-        """The class of an episode to start at this frame, if any."""
-        if self.pending is not None:
+        """The class of an episode to start at this frame, if any. A smile asked for during an
+        episode first fades the running one out (over FADE_SECONDS), then starts: no jump."""
+        if self.pending is not None and self.episode is not None:
+            ep = self.episode
+            ep.length = min(ep.length, ep.frame + round(FADE_SECONDS * self.config.fps))
+            return None
+        with self._pending_lock:
             cls, self.pending = self.pending, None
+        if cls is not None:
             return cls
         auto = self.config.episode_every > 0 and self.episode is None and self.frame >= self.next_auto
         return self.smile_class if auto else None

@@ -216,7 +216,8 @@ class SmileServer:
 
     async def _prepare(self, data: bytes) -> PreparedFace:
         try:
-            rgb = load_image(data, max_pixels=self.config.max_pixels)
+            # decoding a large photo takes a while: off the event loop, which paces every stream
+            rgb = await asyncio.to_thread(load_image, data, max_pixels=self.config.max_pixels)
         except ImageTooLargeError as exc:
             raise ApiError(413, str(exc)) from exc
         except ImageError as exc:
@@ -237,7 +238,7 @@ class SmileServer:
 
     async def upload_face(self, request: web.Request) -> web.Response:
         data = await self._read_upload(request)
-        face_id = hashlib.sha256(data).hexdigest()[:16]
+        face_id = (await asyncio.to_thread(hashlib.sha256, data)).hexdigest()[:16]
         if face_id in self.faces:
             self.faces.move_to_end(face_id)
             return web.json_response({"face_id": face_id}, status=200)

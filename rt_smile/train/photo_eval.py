@@ -44,8 +44,6 @@ class Reference:
     classifier: SequenceClassifier
     #: Per class: two disjoint halves of the held-out sequences (equal sizes).
     halves: dict[int, tuple[list[Seq], list[Seq]]]
-    #: Per class: mean motion distance between held-out same-class pairs (IOD).
-    pair_distance: dict[int, float]
     pool: list[Seq]
     fps: float
     length: int = 150
@@ -55,16 +53,15 @@ class Reference:
         cls, classifier: SequenceClassifier, train: SmileSequences, test: SmileSequences, seed: int = 0
     ) -> Reference:
         rng = np.random.default_rng(seed)
-        halves, pairs = {}, {}
+        halves = {}
         for k in range(len(CLASSES)):
             idx = rng.permutation(np.flatnonzero(test.labels == k))
             n = len(idx) // 2
             seqs = [test.sequence(int(i)).astype(np.float64) for i in idx[: 2 * n]]
             halves[k] = (seqs[:n], seqs[n:])
-            pairs[k] = pairwise_mean_distance([motion(s) for s in seqs[:40]])
         pool_idx = rng.permutation(len(train))[:600]
         pool = [train.sequence(int(i)).astype(np.float64) for i in pool_idx]
-        return cls(classifier, halves, pairs, pool, test.fps)
+        return cls(classifier, halves, pool, test.fps)
 
 
 def photo_reference(neutral: Seq, per_class: int = 120, seed: int = 0) -> dict[int, list[Seq]]:

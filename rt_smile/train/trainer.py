@@ -333,7 +333,7 @@ def plot_log(log: list[dict[str, Any]], path: Path) -> None:
         (axes[1], "generator", ("wta", "conditional", "diversity", "class")),
     ):
         rows = [r for r in log if r["stage"] == stage]
-        for k in (k for k in keys if rows and k in rows[0]):
+        for k in (k for k in keys if any(r.get(k, 0.0) > 0.0 for r in rows)):  # skip unused terms
             ax.plot([r["step"] for r in rows], [r[k] for r in rows], label=k)
         ax.set_yscale("log")
         ax.set_title(f"{stage} (SynthSmile, synthetic)", fontsize=10)

@@ -28,10 +28,12 @@ def test_anchors_replace_a_code_by_the_nearest_training_code() -> None:
     with torch.no_grad():
         codes, _ = model.vae.encode(_faces(6, 1))
         model.set_anchors(codes)
-        # a face whose code is a little off anchor 4 gets anchor 4's code
-        z = model.neutral_code(_faces(6, 1)[4:5])
-        assert torch.allclose(z, codes[4:5])
-        state = model.start(_faces(6, 1)[4:5], torch.tensor([1]))
+        # a face a little off training face 4: its own code differs, it gets anchor 4's code
+        near = _faces(6, 1)[4:5] + 0.002 * torch.randn(1, 468, 2, generator=torch.Generator().manual_seed(9))
+        own, _ = model.vae.encode(near)
+        assert not torch.allclose(own, codes[4:5])
+        assert torch.allclose(model.neutral_code(near), codes[4:5])
+        state = model.start(near, torch.tensor([1]))
         assert torch.allclose(state.z0, codes[4:5])
         out = model.generate(_faces(1, 7), torch.tensor([0]), torch.randn(1, 5, 16))
     assert torch.allclose(out[:, :, 0], _faces(1, 7)[:, None].expand(-1, model.modes, -1, -1))

@@ -139,3 +139,28 @@ def test_open_session_checks_requests_and_capacity(model: CMMNet, face: Prepared
     with pytest.raises(SessionError, match="prepared at 256"):
         small.open_session(face, "posed", 1)
     assert torch.is_grad_enabled()
+
+
+def test_a_smile_asked_for_mid_episode_fades_the_running_one_out_first(
+    model: CMMNet, face: PreparedFace
+) -> None:
+    engine = SmileEngine(model, EngineConfig(episode_every=0.0, blink_every=1000.0, head_roll_deg=0.0))
+    s = engine.open_session(face, "posed", 2)
+    s.trigger()
+    for _ in range(30):  # well into the first smile
+        engine.step()
+    first = s.episode
+    assert first is not None and s.last_targets is not None
+    targets = [s.last_targets.copy()]
+    s.trigger("spontaneous")
+    episodes = []
+    for _ in range(40):
+        engine.step()
+        targets.append(s.last_targets.copy())
+        episodes.append(s.episode)
+    step = np.linalg.norm(np.diff(np.stack(targets), axis=0), axis=-1).max(-1) / face.iod
+    assert step.max() < 0.05, "no jump when a smile is asked for during another"
+    started = [i for i, e in enumerate(episodes) if e is not None and e is not first]
+    assert started and started[0] <= 16, "the new smile starts once the running one has faded (0.5 s)"
+    new = episodes[started[0]]
+    assert new is not None and new.smile_class == "spontaneous"

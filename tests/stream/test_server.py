@@ -23,7 +23,7 @@ from rt_smile.cli import main
 from rt_smile.errors import RtSmileError
 from rt_smile.face.landmarks import detect_face, make_detector
 from rt_smile.stream.server import ServerConfig, check_bind
-from tests.stream.conftest import LiveServer
+from tests.stream.conftest import TEST_CONFIG, TEST_ENGINE, LiveServer, start_server, stop_server
 
 Frames = list[tuple[float, NDArray[np.uint8]]]
 
@@ -256,8 +256,8 @@ def test_a_peer_that_vanishes_is_cleaned_up(live: LiveServer) -> None:
         await ghost.close()  # never applied the answer: the server's peer never connects
 
     asyncio.run(run())
-    assert live.counts()["peers"] >= 0
-    assert live.wait_idle(baseline, timeout=15.0) == baseline
+    assert live.counts()["peers"] == baseline["peers"] + 1, "the server holds the unconnected peer"
+    assert live.wait_idle(baseline, timeout=15.0) == baseline, "the idle reaper closes the lost peer"
 
 
 def test_stats_health_and_page(live: LiveServer) -> None:
@@ -278,6 +278,31 @@ def test_stats_health_and_page(live: LiveServer) -> None:
     assert health["status"] == "ok"
     assert "rt_smile" in page and "/static/app.js" in page
     assert escape == 404
+
+
+def test_a_token_guards_the_api_but_not_the_page() -> None:
+    guarded = start_server(ServerConfig(**{**TEST_CONFIG.__dict__, "token": "s3cret"}), TEST_ENGINE)
+
+    async def get(path: str, token: str | None) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with aiohttp.ClientSession() as http, http.get(guarded.url + path, headers=headers) as r:
+            body = await r.json() if r.content_type == "application/json" else await r.text()
+            return r.status, body
+
+    async def run() -> list[tuple[int, Any]]:
+        return [
+            await get("/api/config", None),
+            await get("/api/config", "wrong"),
+            await get("/api/config", "s3cret"),
+            await get("/", None),
+        ]
+
+    try:
+        (none, none_body), (wrong, _), (right, _), (page, _) = asyncio.run(run())
+    finally:
+        stop_server(guarded)
+    assert (none, wrong, right, page) == (401, 401, 200, 200)
+    assert "token" in none_body["error"]
 
 
 def test_non_loopback_bind_needs_a_token(capsys: pytest.CaptureFixture[str]) -> None:
