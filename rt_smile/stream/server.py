@@ -420,6 +420,7 @@ class SmileServer:
                 "inference_fps": round(self.runner.inference_fps, 2),
                 "step_ms": round(self.runner.step_ms, 3),
                 "engine_frames": self.runner.frames,
+                "engine_errors": self.runner.errors,
                 "peer_stats": [self._peer_stats(p) for p in self.peers.values()],
             }
         )

@@ -275,6 +275,7 @@ def test_stats_health_and_page(live: LiveServer) -> None:
 
     stats, health, page, escape = asyncio.run(run())
     assert {"sessions", "peers", "inference_fps", "step_ms"} <= set(stats)
+    assert stats["engine_errors"] == 0
     assert health["status"] == "ok"
     assert "rt_smile" in page and "/static/app.js" in page
     assert escape == 404
