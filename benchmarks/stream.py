@@ -187,8 +187,9 @@ async def _serve_and_measure(server: Any, url: str, peers: int, size: int, secon
 async def run(peer_counts: list[int], size: int, seconds: float) -> list[dict[str, Any]]:
     from aiohttp import web
 
-    from rt_smile.runtime.engine import EngineConfig, SmileEngine
-    from rt_smile.stream.server import ServerConfig, SmileServer
+    from rt_smile.config import EngineConfig, ServerConfig
+    from rt_smile.runtime.engine import SmileEngine
+    from rt_smile.stream.server import SmileServer
 
     engine = SmileEngine.load(None, EngineConfig(size=size, max_sessions=max(peer_counts)))
     server = SmileServer(engine, ServerConfig())

@@ -673,9 +673,10 @@ def _ice_servers(args: argparse.Namespace) -> tuple[tuple[str, str | None, str |
 def run_serve(args: argparse.Namespace) -> int:
     import asyncio
 
+    from rt_smile.config import EngineConfig, ServerConfig
     from rt_smile.io.checkpoint import load_cmmnet
-    from rt_smile.runtime.engine import EngineConfig, SmileEngine
-    from rt_smile.stream.server import ServerConfig, check_bind, serve
+    from rt_smile.runtime.engine import SmileEngine
+    from rt_smile.stream.server import check_bind, serve
 
     if not (math.isfinite(args.episode_every) and args.episode_every >= 0):
         raise CliError(f"--episode-every must be a number of seconds >= 0, got {args.episode_every}")

@@ -62,3 +62,53 @@ class TranslatorConfig:
     mouth_edge_px: float = 1.0
     #: Height of the visible teeth band, as a fraction of the inter-ocular distance.
     teeth_height_iod: float = 0.11
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the real-time engine renders and animates (``rt_smile.runtime.engine``)."""
+
+    #: Side of the rendered face crop in pixels (256 or 512).
+    size: int = 256
+    #: Frames per second of every stream.
+    fps: float = 30.0
+    #: Live faces at once; one more is refused (the server answers 503).
+    max_sessions: int = 4
+    #: Most modes (tiles) per face.
+    max_modes: int = 8
+    #: Mean seconds between automatic smile episodes (0: only on demand).
+    episode_every: float = 6.0
+    #: Mean seconds between idle blinks.
+    blink_every: float = 4.0
+    #: Amplitude of the idle head motion: roll (degrees) and shift (IOD).
+    head_roll_deg: float = 1.2
+    head_shift_iod: float = 0.02
+    #: Seed of the episode, blink and head-motion schedules and of the generator's noise.
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What ``rt-smile serve`` exposes and its limits (``rt_smile.stream.server``)."""
+
+    #: Address and port to bind (anything but loopback needs ``token`` or ``insecure``).
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Bearer token required on /api/* (needed to bind anything but loopback, unless insecure).
+    token: str | None = None
+    #: Bind a non-loopback address without a token (the operator's explicit choice).
+    insecure: bool = False
+    #: STUN/TURN servers for the server's peers and the page: (url, username, credential).
+    ice_servers: tuple[tuple[str, str | None, str | None], ...] = ()
+    #: Largest upload accepted (413 above it).
+    max_upload_bytes: int = 8 * 1024 * 1024
+    #: Largest photo accepted, in pixels, checked before decoding (413 above it).
+    max_pixels: int = 40_000_000
+    #: Uploaded faces kept (least recently used dropped first).
+    max_faces: int = 32
+    #: Most modes (video tracks) one offer may ask for.
+    max_modes: int = 4
+    #: Seconds a peer may stay unconnected (never connected, or dropped) before it is closed.
+    idle_timeout: float = 30.0
+    #: Retry-After (seconds) sent with a 503 when every session is taken.
+    retry_after_s: int = 10

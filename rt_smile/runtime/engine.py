@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from rt_smile.config import CropConfig, DetectorConfig
+from rt_smile.config import CropConfig, DetectorConfig, EngineConfig
 from rt_smile.data.expressions import ExpressionBasis
 from rt_smile.data.sequences import CLASSES
 from rt_smile.errors import RtSmileError
@@ -44,24 +44,6 @@ BLINK_SECONDS = 0.3
 
 class SessionError(RtSmileError, ValueError):
     """A bad session request or control value (class, modes, mode, intensity, capacity)."""
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """How the engine renders and animates."""
-
-    size: int = 256
-    fps: float = 30.0
-    max_sessions: int = 4
-    max_modes: int = 8
-    #: Mean seconds between automatic smile episodes (0: only on demand).
-    episode_every: float = 6.0
-    #: Mean seconds between idle blinks.
-    blink_every: float = 4.0
-    #: Amplitude of the idle head motion: roll (degrees) and shift (IOD).
-    head_roll_deg: float = 1.2
-    head_shift_iod: float = 0.02
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from rt_smile.config import ServerConfig
 from rt_smile.data.sequences import CLASSES
 from rt_smile.errors import FaceError, ImageError, ImageTooLargeError
 from rt_smile.face.landmarks import LandmarkDetector, make_detector
@@ -40,27 +41,6 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 SAMPLE_ID = "sample"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """What ``rt-smile serve`` exposes and its limits."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    #: Bearer token required on /api/* (needed to bind anything but loopback, unless insecure).
-    token: str | None = None
-    insecure: bool = False
-    #: STUN/TURN servers for the server's peers and the page: (url, username, credential).
-    ice_servers: tuple[tuple[str, str | None, str | None], ...] = ()
-    max_upload_bytes: int = 8 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    #: Uploaded faces kept (least recently used dropped first).
-    max_faces: int = 32
-    max_modes: int = 4
-    #: Seconds a peer may stay unconnected (never connected, or dropped) before it is closed.
-    idle_timeout: float = 30.0
-    retry_after_s: int = 10
 
 
 class ApiError(Exception):

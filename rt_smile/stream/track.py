@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from rt_smile.runtime.engine import EngineConfig, FaceSession, SmileEngine, prepare_photo
+from rt_smile.config import EngineConfig
+from rt_smile.runtime.engine import FaceSession, SmileEngine, prepare_photo
 from rt_smile.runtime.runner import EngineRunner, Frame
 
 if TYPE_CHECKING:

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from rt_smile.config import EngineConfig
 from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.io.images import load_image
 from rt_smile.models.cmmnet import CMMNet
-from rt_smile.runtime.engine import EngineConfig, PreparedFace, SessionError, SmileEngine, prepare_photo
+from rt_smile.runtime.engine import PreparedFace, SessionError, SmileEngine, prepare_photo
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
+from rt_smile.config import EngineConfig, ServerConfig
 from rt_smile.io.checkpoint import load_cmmnet
-from rt_smile.runtime.engine import EngineConfig, SmileEngine
-from rt_smile.stream.server import ServerConfig, SmileServer
+from rt_smile.runtime.engine import SmileEngine
+from rt_smile.stream.server import SmileServer
 
 T = TypeVar("T")
 

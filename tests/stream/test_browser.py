@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from rt_smile.config import EngineConfig
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
-from rt_smile.runtime.engine import EngineConfig
 from tests.stream.conftest import TEST_CONFIG, LiveServer, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -20,9 +20,10 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from rt_smile.cli import main
+from rt_smile.config import ServerConfig
 from rt_smile.errors import RtSmileError
 from rt_smile.face.landmarks import detect_face, make_detector
-from rt_smile.stream.server import ServerConfig, check_bind
+from rt_smile.stream.server import check_bind
 from tests.stream.conftest import TEST_CONFIG, TEST_ENGINE, LiveServer, start_server, stop_server
 
 Frames = list[tuple[float, NDArray[np.uint8]]]
