@@ -35,21 +35,17 @@ def _constants(graph: Any) -> set[str]:
     return names
 
 
-def _ranks(model: Any) -> dict[str, int]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
-    values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-    return {v.name: len(v.type.tensor_type.shape.dim) for v in values if v.type.HasField("tensor_type")}
-
-
-def _types(model: Any) -> dict[str, str]:
+def _tensors(model: Any) -> dict[str, tuple[int, str]]:
+    """(rank, element type name) of every typed tensor, from one shape-inference pass."""
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model)
     values = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
     return {
-        v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type)
+        v.name: (
+            len(v.type.tensor_type.shape.dim),
+            onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type),
+        )
         for v in values
         if v.type.HasField("tensor_type")
     }
@@ -80,7 +76,8 @@ def check_model(model: Any) -> list[str]:
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if not data["opset_min"] <= opset <= data["opset_max"]:
         problems.append(f"opset {opset} outside {data['opset_min']}–{data['opset_max']}")
-    constants, ranks = _constants(model.graph), _ranks(model)
+    tensors = _tensors(model)
+    constants, ranks = _constants(model.graph), {n: rank for n, (rank, _) in tensors.items()}
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx") or node.op_type not in supported:
             version = data["tensorrt_version"]
@@ -88,7 +85,7 @@ def check_model(model: Any) -> list[str]:
             continue
         problems += _node_problems(node, data["restrictions"].get(node.op_type, {}), constants, ranks)
     bad_types = set(data["unsupported_types"])
-    problems += [f"tensor {n} has type {t}" for n, t in _types(model).items() if t in bad_types]
+    problems += [f"tensor {n} has type {t}" for n, (_, t) in tensors.items() if t in bad_types]
     return problems
 
 

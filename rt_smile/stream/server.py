@@ -71,7 +71,6 @@ class Peer:
     pc: RTCPeerConnection
     session: FaceSession
     tracks: list[SmileVideoTrack]
-    created: float = field(default_factory=time.monotonic)
     unconnected_since: float | None = field(default_factory=time.monotonic)
     stats_task: asyncio.Task[None] | None = None
 
