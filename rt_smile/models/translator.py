@@ -31,8 +31,9 @@ from rt_smile.face import topology as topo
 _MID_PAIRS = tuple(zip(topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER, strict=True))
 #: Mouth region processed by the compositor, as fractions (x0, y0, x1, y1) of the crop side.
 MOUTH_ROI = (0.3, 0.54, 0.7, 0.8)
-#: Eye region processed by the eyelid compositor, same convention.
-EYES_ROI = (0.27, 0.29, 0.73, 0.44)
+#: Right-eye region (left half of the image) processed by the eyelid compositor, same
+#: convention; the left eye's is its mirror image about the crop's vertical midline.
+RIGHT_EYE_ROI = (0.27, 0.29, 0.5, 0.44)
 
 
 @dataclass(frozen=True)
@@ -291,13 +292,14 @@ class Translator(nn.Module):
         px = torch.arange(size, dtype=torch.float32)
         full = torch.stack(torch.meshgrid(px, px, indexing="xy"), -1)[None]  # (1, S, S, 2)
         self.register_buffer("full_grid", self._to_norm(full), persistent=False)
-        self.eyes_roi = _roi(size, EYES_ROI)
+        x0, y0, x1, y1 = _roi(size, RIGHT_EYE_ROI)
+        self.eye_rois = ((x0, y0, x1, y1), (x1, y0, 2 * x1 - x0, y1))  # right, left: same shape
         self.mouth_roi = _roi(size, MOUTH_ROI)
-        eyes = _crop(full, self.eyes_roi, channels_last=True).reshape(1, -1, 2)
-        mouth = _crop(full, self.mouth_roi, channels_last=True).reshape(1, -1, 2)
-        self.n_eyes = eyes.shape[1]
-        # The eyes' and the mouth's pixels as one list (1, P, 2), refined and sampled together.
-        self.register_buffer("roi_pixels", torch.cat([eyes, mouth], 1), persistent=False)
+        rois = (*self.eye_rois, self.mouth_roi)
+        parts = [_crop(full, roi, channels_last=True).reshape(1, -1, 2) for roi in rois]
+        self.n_eye = parts[0].shape[1]  # pixels per eye
+        # Both eyes' and the mouth's pixels as one list (1, P, 2), refined and sampled together.
+        self.register_buffer("roi_pixels", torch.cat(parts, 1), persistent=False)
         self.edge = config.mouth_edge_px * size / 256.0
 
     def _to_norm(self, px: Tensor) -> Tensor:
@@ -388,17 +390,18 @@ class Translator(nn.Module):
     def lid_layer(
         self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """Closing upper lids at pixels (B, P, 2): RGB (B, 3, P) and alpha (B, P). The lid covers
-        what was eye opening in the photo and now lies above the target lid line, fading in from
-        its top so it meets the skin above without an edge, with a thin lash line at its margin.
-        neutral (B, N, 2), palette (B, 5, 3). Both eyes are stacked on the batch axis."""
+        """Closing upper lids: pix (B, 2·P, 2), the right eye's ROI pixels then the left's →
+        RGB (B, 3, 2·P) and alpha (B, 2·P). The lid covers what was eye opening in the photo and
+        now lies above the target lid line, fading in from its top so it meets the skin above
+        without an edge, with a thin lash line at its margin. neutral (B, N, 2), palette (B, 5, 3).
+        Both eyes are stacked on the batch axis, each over its own half of the pixels."""
         b = target.shape[0]
         eyes = ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER))
         up_t = torch.cat([target[:, list(u)] for u, _ in eyes])  # (2B, K, 2)
         lo_t = torch.cat([target[:, list(lo)] for _, lo in eyes])
         up_n = torch.cat([neutral[:, list(u)] for u, _ in eyes])
         frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
-        s, t = frame.coords(pix.repeat(2, 1, 1))
+        s, t = frame.coords(torch.cat(pix.chunk(2, dim=1)))  # (2B, P)
         t_n, t_t, t_lo = frame.curve(s, up_n), frame.curve(s, up_t), frame.curve(s, lo_t)
         e = self.edge
         closing = ((t_t - t_n) / e - 1.0).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
@@ -411,10 +414,11 @@ class Translator(nn.Module):
         lash = 0.85 * _band(t, bottom - 1.2 * e, bottom, 0.5 * e) * closing
         skin = torch.cat([palette[:, 2], palette[:, 3]])  # (2B, 3)
         lash_rgb = palette[:, 4].repeat(2, 1)  # (2B, 3)
-        rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin[:, :, None] + lash[:, None] * lash_rgb[:, :, None]
         cover = (alpha + lash).clamp(0.0, 1.0)
-        rgb = (rgb.view(2, b, 3, -1).sum(0)) / cover.view(2, b, -1).sum(0).clamp_min(1e-6)[:, None]
-        return rgb, cover.view(2, b, -1).sum(0).clamp(0.0, 1.0)
+        rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin[:, :, None] + lash[:, None] * lash_rgb[:, :, None]
+        rgb = rgb / cover.clamp_min(1e-6)[:, None]
+        # (2B, ·, P) → (B, ·, 2·P): the right eye's pixels then the left's
+        return torch.cat(rgb.chunk(2), dim=2), torch.cat(cover.chunk(2), dim=1)
 
     def _torn(self, stretch: Tensor) -> Tensor:
         """Where the warp stretches the mouth ROI more than 3×: (B, 1, P), closed over isolated
@@ -445,7 +449,7 @@ class Translator(nn.Module):
 
         The per-photo inputs either are shared by the whole batch or come one per frame, so one
         call renders frames of several photos (sessions) at once."""
-        b, e = target.shape[0], self.n_eyes
+        b, e = target.shape[0], 2 * self.n_eye
         neutral = neutral.expand(b, -1, -1) if neutral.dim() == 2 else neutral
         palette = palette.expand(b, -1, -1) if palette.dim() == 2 else palette
         grid, roi_grid, stretch = self.backward_map(flow_basis, target - neutral)
@@ -457,7 +461,9 @@ class Translator(nn.Module):
         pix = self.roi_pixels.expand(b, -1, -1)
         lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette)
         eyes = warped[..., :e]
-        frames = self._write(frames, eyes + lid_alpha[:, None] * (lid - eyes), self.eyes_roi)
+        eyes = eyes + lid_alpha[:, None] * (lid - eyes)
+        for roi, values in zip(self.eye_rois, eyes.chunk(2, dim=2), strict=True):
+            frames = self._write(frames, values, roi)
         mouth, inside = self.mouth_layer(pix[:, e:], target, palette)
         alpha = inside[:, None] * self._torn(stretch[:, e:])
         lips = warped[..., e:]
