@@ -395,7 +395,6 @@ class Translator(nn.Module):
         now lies above the target lid line, fading in from its top so it meets the skin above
         without an edge, with a thin lash line at its margin. neutral (B, N, 2), palette (B, 5, 3).
         Both eyes are stacked on the batch axis, each over its own half of the pixels."""
-        b = target.shape[0]
         eyes = ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER))
         up_t = torch.cat([target[:, list(u)] for u, _ in eyes])  # (2B, K, 2)
         lo_t = torch.cat([target[:, list(lo)] for _, lo in eyes])
