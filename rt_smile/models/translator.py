@@ -317,19 +317,23 @@ class Translator(nn.Module):
         return torch.cat([flow, d_dx, d_dy], 1)
 
     @staticmethod
-    def _newton_step(field: Tensor, xs: Tensor, target: Tensor, max_step: float) -> tuple[Tensor, Tensor]:
-        """One damped Newton step on x + d(x) = target; returns (new xs, Jacobian determinant
-        of the forward map at xs: > 1 where the warp stretches)."""
-        f = F.grid_sample(field, xs, mode="bilinear", padding_mode="border", align_corners=False)
-        f = f.permute(0, 2, 3, 1)  # (B, h, w, 6): dx, dy, ddx/dx, ddy/dx, ddx/dy, ddy/dy
-        r = xs + f[..., :2] - target
-        a, c = 1.0 + f[..., 2], f[..., 3]
-        b, d = f[..., 4], 1.0 + f[..., 5]
+    def _newton_step(
+        field: Tensor, x: Tensor, y: Tensor, tx: Tensor, ty: Tensor, max_step: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One damped Newton step on p + d(p) = target, p = (x, y) as separate planes (B, h, w)
+        (contiguous: each elementwise op runs vectorised); returns (new x, new y, Jacobian
+        determinant of the forward map at p: > 1 where the warp stretches)."""
+        f = F.grid_sample(
+            field, torch.stack([x, y], -1), mode="bilinear", padding_mode="border", align_corners=False
+        )
+        fx, fy, dxx, dyx, dxy, dyy = f.unbind(1)  # d, then ∂d/∂x, ∂d/∂y
+        rx, ry = x + fx - tx, y + fy - ty
+        a, c, b, d = 1.0 + dxx, dyx, dxy, 1.0 + dyy
         det = a * d - b * c
         safe = torch.where(det >= 0, det.clamp_min(0.05), det.clamp_max(-0.05))
-        step = torch.stack([d * r[..., 0] - b * r[..., 1], -c * r[..., 0] + a * r[..., 1]], -1)
-        step = (step / safe[..., None]).clamp(-max_step, max_step)
-        return xs - step, det
+        sx = ((d * rx - b * ry) / safe).clamp(-max_step, max_step)
+        sy = ((a * ry - c * rx) / safe).clamp(-max_step, max_step)
+        return x - sx, y - sy, det
 
     def backward_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Sampling grids for ``grid_sample`` and the warp's stretch.
@@ -340,27 +344,23 @@ class Translator(nn.Module):
         large where the lips tore apart."""
         b, g, s = disp.shape[0], self.config.grid, self.size
         field = self._flow_field(flow_basis, disp)
-        q = self.coarse_grid.expand(b, g, g, 2)
-        xs = q - field[:, :2].permute(0, 2, 3, 1)
+        qx, qy = self.coarse_grid[..., 0].expand(b, g, g), self.coarse_grid[..., 1].expand(b, g, g)
+        x, y = qx - field[:, 0], qy - field[:, 1]
         for _ in range(self.config.iterations):
-            xs, _ = self._newton_step(field, xs, q, max_step=0.1)
-        back = (xs - q).permute(0, 3, 1, 2).contiguous()
+            x, y, _ = self._newton_step(field, x, y, qx, qy, max_step=0.1)
+        back = torch.stack([x - qx, y - qy], 1)  # (B, 2, G, G)
         back = F.interpolate(back, size=(s, s), mode="bilinear", align_corners=False)
-        back = back.permute(0, 2, 3, 1)
-        grid = self.full_grid + back
+        grid = back.permute(0, 2, 3, 1) + self.full_grid
         target = self._to_norm(self.roi_pixels)[:, None]  # (1, 1, P, 2)
         start = F.grid_sample(
-            back.permute(0, 3, 1, 2),
-            target.expand(b, -1, -1, -1),
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        )
-        pts = target + start.permute(0, 2, 3, 1)
-        det = torch.ones_like(pts[..., 0])
+            back, target.expand(b, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
+        )  # (B, 2, 1, P)
+        tx, ty = target[..., 0].expand(b, -1, -1), target[..., 1].expand(b, -1, -1)
+        px, py = tx + start[:, 0], ty + start[:, 1]
+        det = torch.ones_like(px)
         for _ in range(self.config.refine_iterations):
-            pts, det = self._newton_step(field, pts, target, max_step=8.0 / s)
-        return grid, pts, det[:, 0]
+            px, py, det = self._newton_step(field, px, py, tx, ty, max_step=8.0 / s)
+        return grid, torch.stack([px, py], -1), det[:, 0]
 
     def mouth_layer(self, pix: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
         """Mouth interior RGB (B, 3, P) and the target inner-lip mask (B, P) at pixels (B, P, 2);
