@@ -1,29 +1,5 @@
-"""Machine description recorded with every benchmark result."""
+"""Machine description recorded with every benchmark result (``rt_smile.runtime.machine``)."""
 
-from __future__ import annotations
+from rt_smile.runtime.machine import machine_info
 
-import os
-import platform
-from typing import Any
-
-
-def machine_info() -> dict[str, Any]:
-    import numpy
-    import torch
-
-    try:
-        import cpuinfo
-
-        cpu = str(cpuinfo.get_cpu_info().get("brand_raw", platform.processor()))
-    except ImportError:
-        cpu = platform.processor()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
+__all__ = ["machine_info"]

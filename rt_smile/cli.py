@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate_parser(sub)
     _add_serve_parser(sub)
     _add_export_parser(sub)
+    _add_build_parser(sub)
+    _add_bench_parser(sub)
     return parser
 
 
@@ -249,6 +251,82 @@ def _add_export_parser(sub: Any) -> None:
     ex.add_argument("--size", type=int, choices=(256, 512), default=256, help="translator crop size (256)")
     ex.add_argument("--weights", type=Path, metavar="F.safetensors", help="default: the shipped weights")
     ex.set_defaults(run=run_export)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or a comma list of them, got {text!r}")
+    return values
+
+
+def _size_list(text: str) -> tuple[int, ...]:
+    sizes = _int_list(text)
+    if any(s not in (256, 512) for s in sizes):
+        raise argparse.ArgumentTypeError(f"sizes must be 256 or 512, got {text!r}")
+    return sizes
+
+
+def _backend_list(text: str) -> tuple[str, ...]:
+    from rt_smile.runtime.backends import BACKENDS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in (*BACKENDS, "auto", "all")]
+    if not names or unknown:
+        choices = ", ".join(("all", "auto", *BACKENDS))
+        raise argparse.ArgumentTypeError(f"unknown backend {text!r}; choose from {choices} (or a comma list)")
+    return names
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=Path, metavar="F.safetensors", help="default: the shipped weights")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="ONNX graphs and engines (default: $RT_SMILE_CACHE or ~/.cache/rt_smile)",
+    )
+    p.add_argument("--onnx", type=Path, metavar="DIR", help="use the graphs 'rt-smile export' wrote here")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch's device (auto)")
+
+
+def _add_build_parser(sub: Any) -> None:
+    b = sub.add_parser(
+        "build",
+        help="build TensorRT FP16 engines of the per-frame graphs",
+        description="Export the graphs if needed, then build a TensorRT engine of each (FP16, one "
+        "optimization profile of batch 1..--max-batch) into the engine cache; an engine built for "
+        "another GPU or TensorRT version, or corrupt, is rebuilt. Needs an NVIDIA GPU and "
+        "pip install 'rt_smile[trt]'.",
+    )
+    b.add_argument("--size", type=_size_list, default=(256,), help="crop sizes, e.g. 256,512 (256)")
+    b.add_argument("--max-batch", type=_positive_int, default=64, help="largest batch of the profile (64)")
+    b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    _add_backend_args(b)
+    b.set_defaults(run=run_build)
+
+
+def _add_bench_parser(sub: Any) -> None:
+    b = sub.add_parser(
+        "bench",
+        help="per-stage and per-step latency of each backend",
+        description="Time the generator step, the VAE decode, the translator and the whole per-frame "
+        "step (p50/p99, fps, parity against torch FP32 on the CPU) for each backend, K, batch and "
+        "size. Each of --backend, --modes, --batch and --size takes one value or a comma list.",
+    )
+    b.add_argument("--backend", type=_backend_list, default=("all",), help="all (available), auto, or a list")
+    b.add_argument("--modes", type=_int_list, default=(1, 4), help="K modes per session (1,4)")
+    b.add_argument("--batch", type=_int_list, default=(1, 4), help="sessions per step (1,4)")
+    b.add_argument("--size", type=_size_list, default=(256, 512), help="crop sizes (256,512)")
+    b.add_argument("--quick", action="store_true", help="short run: fewer repeats and one second per case")
+    b.add_argument("--threads", type=_positive_int, help="CPU threads for every backend (default: all cores)")
+    b.add_argument("--json", type=Path, metavar="F", help="write the results as JSON")
+    b.add_argument("--plot", type=_png_path, metavar="F.png", help="default: beside --json")
+    _add_backend_args(b)
+    b.set_defaults(run=run_bench)
 
 
 def _add_evaluate_parser(sub: Any) -> None:
@@ -736,6 +814,79 @@ def run_export(args: argparse.Namespace) -> int:
         verdict = "ok" if not e.tensorrt_problems else "; ".join(e.tensorrt_problems[:3])
         print(f"{e.path}  parity {e.parity:.2e}  TensorRT 10 parser: {verdict}")
     return 0 if all(not e.tensorrt_problems for e in done) else 1
+
+
+def _backend_options(args: argparse.Namespace, size: int = 256, threads: int = 0) -> Any:
+    from rt_smile.runtime.backends import BackendOptions
+
+    return BackendOptions(
+        size=size, device=args.device, threads=threads, cache=args.cache, weights=args.weights, onnx=args.onnx
+    )
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from rt_smile.io.checkpoint import load_cmmnet
+    from rt_smile.runtime.backends import build_all_engines
+
+    model = load_cmmnet(args.weights)
+    for size in args.size:
+        options = _backend_options(args, size)
+        for stage, path in build_all_engines(model, options, args.max_batch, args.precision).items():
+            print(f"{size}² {stage}: {path}")
+    return 0
+
+
+def _bench_backends(names: tuple[str, ...]) -> tuple[str, ...]:
+    from rt_smile.runtime.backends import available_backends, choose_auto
+
+    out: list[str] = []
+    for name in names:
+        if name == "all":
+            out += available_backends()
+        elif name == "auto":
+            chosen, reason = choose_auto()
+            print(f"backend auto → {chosen}: {reason}", file=sys.stderr)
+            out.append(chosen)
+        else:
+            out.append(name)
+    return tuple(dict.fromkeys(out))
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from rt_smile.io.bench_plot import plot_bench
+    from rt_smile.io.checkpoint import load_cmmnet
+    from rt_smile.runtime.bench import BenchPlan, Timing, format_table, run_bench
+    from rt_smile.runtime.machine import machine_info
+
+    threads = args.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    backends = _bench_backends(args.backend)
+    plan = BenchPlan(backends, args.modes, args.batch, args.size, Timing.quick() if args.quick else Timing())
+    model = load_cmmnet(args.weights)
+    total = len(plan.cases()) * len(backends)
+    with tqdm(total=total, desc="bench", unit="case", disable=None) as bar:
+
+        def progress(what: str) -> None:
+            bar.set_postfix_str(what)
+            bar.update(1)
+
+        rows = run_bench(model, plan, _backend_options(args, threads=threads), progress)
+    print(format_table(rows))
+    payload = {"machine": machine_info(), "quick": args.quick, "results": rows}
+    if args.json:
+        write_json(args.json, payload)
+        print(f"wrote {args.json}")
+    plot = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    if plot:
+        with atomic_output(plot) as tmp:
+            plot_bench(
+                rows, tmp, f"rt-smile bench on {payload['machine']['gpu'] or payload['machine']['cpu']}"
+            )
+        print(f"wrote {plot}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -76,8 +76,7 @@ def detector_pool() -> Iterator[Callable[[DetectorConfig], LandmarkDetector]]:
     def get(config: DetectorConfig) -> LandmarkDetector:
         if config.task_model:
             return make_detector(config)
-        key = (config.refine_landmarks, config.iris, config.max_faces,
-               config.min_detection_confidence)
+        key = (config.refine_landmarks, config.iris, config.max_faces, config.min_detection_confidence)
         if key not in pool:
             pool[key] = make_detector(config)
         return SharedDetector(pool[key])
@@ -184,12 +183,22 @@ def _make_inputs(folder: Path, photo: NDArray[np.uint8]) -> Inputs:
     _save(folder / "small_face.png", np.asarray(small, np.uint8))
     f = folder
     return Inputs(
-        folder=f, text=f / "notes.txt", truncated_png=f / "truncated.png",
-        corrupt_png=f / "corrupt.png", truncated_jpeg=f / "truncated.jpg", huge_png=f / "huge.png",
-        huge_header_png=f / "huge_header.png", gray_png=f / "gray.png", rgba_png=f / "rgba.png",
-        rgb16_png=f / "rgb16.png", gray16_png=f / "gray16.png", exif_jpeg=f / "exif.jpg",
-        flat_grey=f / "grey.png", background=f / "background.png",
-        two_faces=f / "two_faces.png", small_face=f / "small_face.png",
+        folder=f,
+        text=f / "notes.txt",
+        truncated_png=f / "truncated.png",
+        corrupt_png=f / "corrupt.png",
+        truncated_jpeg=f / "truncated.jpg",
+        huge_png=f / "huge.png",
+        huge_header_png=f / "huge_header.png",
+        gray_png=f / "gray.png",
+        rgba_png=f / "rgba.png",
+        rgb16_png=f / "rgb16.png",
+        gray16_png=f / "gray16.png",
+        exif_jpeg=f / "exif.jpg",
+        flat_grey=f / "grey.png",
+        background=f / "background.png",
+        two_faces=f / "two_faces.png",
+        small_face=f / "small_face.png",
     )
 
 

@@ -69,8 +69,8 @@ class TranslatorGraph(nn.Module):
     def forward(
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
-        """Per row: image (B, 3, S, S), flow_basis (B, N, G²), neutral/target (B, N, 2),
-        palette (B, 5, 3) → frames (B, 3, S, S)."""
+        """P photos with K frames each (B = P·K): image (P, 3, S, S), flow_basis (P, N, G²),
+        neutral (P, N, 2), palette (P, 5, 3), target (B, N, 2) → frames (B, 3, S, S)."""
         return self.translator(image, flow_basis, neutral, target, palette)  # type: ignore[no-any-return]
 
 
@@ -123,19 +123,21 @@ def vae_spec(model: CMMNet, batch: int = 8) -> GraphSpec:
     return GraphSpec("vae_decode", VaeDecode(model), (z,), ("z",), ("landmarks",), axes)
 
 
-def translator_spec(translator: Translator, prior: Any, targets: Tensor) -> GraphSpec:
-    """``prior``: a ``FacePrior``; ``targets`` (B, N, 2) example target landmarks."""
-    b = targets.shape[0]
+def translator_spec(translator: Translator, prior: Any, targets: Tensor, photos: int = 1) -> GraphSpec:
+    """``prior``: a ``FacePrior`` used for each of ``photos`` photos; ``targets`` (K, N, 2)
+    example target landmarks of every photo. The graph has two dynamic axes: ``photos`` (the
+    per-photo inputs) and ``batch`` (frames: photos × K)."""
     n = prior.neutral.shape[0]
     inputs = (
-        prior.image.expand(b, -1, -1, -1).contiguous(),
-        prior.flow_basis.expand(b, -1, -1).contiguous(),
-        prior.neutral.expand(b, -1, -1).contiguous(),
-        targets[:, :n].contiguous(),
-        prior.palette.expand(b, -1, -1).contiguous(),
+        prior.image.expand(photos, -1, -1, -1).contiguous(),
+        prior.flow_basis.expand(photos, -1, -1).contiguous(),
+        prior.neutral.expand(photos, -1, -1).contiguous(),
+        targets[:, :n].repeat(photos, 1, 1).contiguous(),
+        prior.palette.expand(photos, -1, -1).contiguous(),
     )
     names = ("image", "flow_basis", "neutral", "target", "palette")
-    axes = {name: {0: "batch"} for name in (*names, "frames")}
+    axes: dict[str, dict[int, str]] = {name: {0: "photos"} for name in names}
+    axes["target"] = axes["frames"] = {0: "batch"}
     return GraphSpec("translator", TranslatorGraph(translator), inputs, names, ("frames",), axes)
 
 
@@ -248,7 +250,7 @@ def export_all(model: CMMNet, size: int, out: Path, opset: int = OPSET) -> list[
     specs = [
         (generator_spec(model), 60, generator_feedback),
         (vae_spec(model), 1, None),
-        (translator_spec(Translator(size), prior, targets), 1, None),
+        (translator_spec(Translator(size), prior, targets, photos=2), 1, None),
     ]
     done = []
     for spec, steps, feedback in specs:

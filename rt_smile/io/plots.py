@@ -43,9 +43,9 @@ def _polyline(points: NDArray[np.float64], idx: tuple[int, ...], closed: bool) -
     return np.vstack([pts, pts[:1]]) if closed else pts
 
 
-def render_landmarks(rgb: NDArray[np.uint8], points: NDArray[np.float64], dpi: float = 100.0) -> NDArray[
-    np.uint8
-]:
+def render_landmarks(
+    rgb: NDArray[np.uint8], points: NDArray[np.float64], dpi: float = 100.0
+) -> NDArray[np.uint8]:
     """``rgb`` (H×W×3) with ``points`` ((N, 2) pixels, N = 468 or 478) drawn on it, as an H×W×3
     array: every landmark as a dot, lips/eyes/brows/face oval as polylines and, with 478 points,
     the irises. Line widths scale with the face (its inter-ocular distance)."""

@@ -270,6 +270,23 @@ def _crop(frames: Tensor, roi: tuple[int, int, int, int], channels_last: bool = 
     return frames.narrow(h, y0, y1 - y0).narrow(h + 1, x0, x1 - x0)
 
 
+def _per_frame(t: Tensor, frames: int) -> Tensor:
+    """(P, ...) per-photo values → (B, ...) per frame, frame p·K + k taking photo p's."""
+    p = t.shape[0]
+    return t[:, None].expand(p, frames // p, *t.shape[1:]).reshape(frames, *t.shape[1:])
+
+
+def _sample(image: Tensor, grid: Tensor) -> Tensor:
+    """Bilinear samples of P images at B = P·K grids (B, H, W, 2), grid p·K + k in image p →
+    (B, C, H, W). One ``grid_sample`` per call: each image's K grids are stacked along H."""
+    p, c = image.shape[:2]
+    b, h, w = grid.shape[:3]
+    out = F.grid_sample(
+        image, grid.reshape(p, -1, w, 2), mode="bilinear", padding_mode="border", align_corners=False
+    )
+    return out.reshape(p, c, -1, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
 def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
     """Soft indicator of top < t < bottom."""
     return torch.sigmoid((t - top) / edge) * torch.sigmoid((bottom - t) / edge)
@@ -308,7 +325,9 @@ class Translator(nn.Module):
     def _flow_field(self, flow_basis: Tensor, disp: Tensor) -> Tensor:
         """(B, 6, G, G): forward flow (normalised units) and its Jacobian (d/dx, d/dy)."""
         b, g = disp.shape[0], self.config.grid
-        flow = torch.matmul(disp.transpose(1, 2), flow_basis).reshape(b, 2, g, g)
+        photos, n = flow_basis.shape[0], flow_basis.shape[1]
+        # one matrix product per photo over all of its frames: (P, K·2, N) @ (P, N, G²)
+        flow = torch.matmul(disp.transpose(1, 2).reshape(photos, -1, n), flow_basis).reshape(b, 2, g, g)
         flow = flow * (2.0 / self.size)
         step = 2.0 * (2.0 / g)  # central difference over two cells, normalised units
         pad = F.pad(flow, (1, 1, 1, 1), mode="replicate")
@@ -443,20 +462,20 @@ class Translator(nn.Module):
     def forward(
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
-        """image (1|B, 3, S, S), flow_basis (N, G²) or (B, N, G²), neutral (N, 2) or (B, N, 2),
-        target (B, N, 2), palette (5, 3) or (B, 5, 3) → frames (B, 3, S, S) in [0, 1].
+        """P photos, K frames each (B = P·K; frame p·K + k shows photo p): image (P, 3, S, S),
+        flow_basis (P, N, G²), neutral (P, N, 2), palette (P, 5, 3), target (B, N, 2) →
+        frames (B, 3, S, S) in [0, 1]. A 2-D flow_basis, neutral or palette is one photo's.
 
-        The per-photo inputs either are shared by the whole batch or come one per frame, so one
-        call renders frames of several photos (sessions) at once."""
+        One call renders frames of several photos (sessions) at once; the per-photo inputs are
+        read once per photo, not once per frame."""
         b, e = target.shape[0], 2 * self.n_eye
-        neutral = neutral.expand(b, -1, -1) if neutral.dim() == 2 else neutral
-        palette = palette.expand(b, -1, -1) if palette.dim() == 2 else palette
-        grid, roi_grid, stretch = self.backward_map(flow_basis, target - neutral)
-        src = image.expand(b, -1, -1, -1)
-        frames = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border", align_corners=False)[
-            :, :, 0
-        ]  # (B, 3, P)
+        basis = flow_basis if flow_basis.dim() == 3 else flow_basis[None]
+        neutral = _per_frame(neutral if neutral.dim() == 3 else neutral[None], b)
+        palette = _per_frame(palette if palette.dim() == 3 else palette[None], b)
+        image = image.expand(basis.shape[0], -1, -1, -1)
+        grid, roi_grid, stretch = self.backward_map(basis, target - neutral)
+        frames = _sample(image, grid)
+        warped = _sample(image, roi_grid)[:, :, 0]  # (B, 3, P)
         pix = self.roi_pixels.expand(b, -1, -1)
         lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette)
         eyes = warped[..., :e]

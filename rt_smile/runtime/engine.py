@@ -223,6 +223,12 @@ class FaceSession:
         return self.intensity * u * u * (3 - 2 * u)
 
 
+def _photo_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
+    """A prior tensor (the image with its batch axis of 1, the others without) as ``rows`` rows."""
+    one = t if t.dim() == 4 else t[None]
+    return one.expand(rows, *one.shape[1:])
+
+
 class SmileEngine:
     """Loads the models once; serves many ``FaceSession``s; ``step()`` renders every mode of
     every session as one batch."""
@@ -235,7 +241,7 @@ class SmileEngine:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._seed = np.random.SeedSequence(config.seed)
-        self._batch: tuple[tuple[str, ...], tuple[torch.Tensor, ...]] | None = None
+        self._batch: tuple[tuple[tuple[str, int], ...], tuple[torch.Tensor, ...]] | None = None
 
     @classmethod
     def load(cls, weights: str | None = None, config: EngineConfig = EngineConfig()) -> SmileEngine:
@@ -314,17 +320,16 @@ class SmileEngine:
         return s.last_targets
 
     def _batched_prior(self, sessions: list[FaceSession]) -> tuple[torch.Tensor, ...]:
-        key = tuple(s.id for s in sessions)
+        """The translator's per-photo inputs (image, flow_basis, neutral, palette): one row per
+        session when every session has the same K (each photo read once per step), else one
+        row per frame."""
+        key = tuple((s.id, s.modes) for s in sessions)
         if self._batch is None or self._batch[0] != key:
-
-            def rep(t: torch.Tensor, s: FaceSession) -> torch.Tensor:
-                return (
-                    t.expand(s.modes, *t.shape[1:]) if t.shape[0] == 1 else t[None].expand(s.modes, *t.shape)
-                )
-
-            parts = [(s.face.prior, s) for s in sessions]
+            same_k = len({s.modes for s in sessions}) == 1
             tensors = tuple(
-                torch.cat([rep(getattr(p, name), s) for p, s in parts]).contiguous()
+                torch.cat(
+                    [_photo_rows(getattr(s.face.prior, name), 1 if same_k else s.modes) for s in sessions]
+                )
                 for name in ("image", "flow_basis", "neutral", "palette")
             )
             self._batch = (key, tensors)

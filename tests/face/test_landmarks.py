@@ -124,9 +124,7 @@ def test_invalid_task_model_is_a_detector_error(tmp_path: Path) -> None:
         make_detector(DetectorConfig(task_model=str(bogus)))
 
 
-@pytest.mark.skipif(
-    not SHARED_FACES.is_dir(), reason=f"shared face photos not present ({SHARED_FACES})"
-)
+@pytest.mark.skipif(not SHARED_FACES.is_dir(), reason=f"shared face photos not present ({SHARED_FACES})")
 def test_other_faces(detector: LandmarkDetector) -> None:
     jpeg = detect_face(load_image(SHARED_FACES / "obama2.jpg"), DetectorConfig(), detector)
     rgba = detect_face(load_image(SHARED_FACES / "obama_rgba.png"), DetectorConfig(), detector)
@@ -135,4 +133,3 @@ def test_other_faces(detector: LandmarkDetector) -> None:
         assert face.iod > 100
         _upright(face)
     assert _mean_offset_iod(jpeg, rgba.points) < 0.03
-

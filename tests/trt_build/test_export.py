@@ -68,6 +68,13 @@ def test_translator_matches_torch_on_a_real_face(translator_graph: GraphSpec, tm
     assert parity(translator_graph, path) <= TOL
     one = GraphSpec(**{**translator_graph.__dict__, "inputs": tuple(t[:1] for t in translator_graph.inputs)})
     assert parity(one, path) <= TOL
+    # two photos (one mirrored), three frames each: other sizes of both dynamic axes
+    image, basis, neutral, target, palette = translator_graph.inputs
+    two = (torch.cat([image, image.flip(3)]), basis.repeat(2, 1, 1), neutral.repeat(2, 1, 1))
+    two_photos = GraphSpec(
+        **{**translator_graph.__dict__, "inputs": (*two, target.repeat(2, 1, 1), palette.repeat(2, 1, 1))}
+    )
+    assert parity(two_photos, path) <= TOL
     graph = onnx.load(str(path))
     assert "GridSample" in {n.op_type for n in graph.graph.node}
     assert check_model(graph) == []
