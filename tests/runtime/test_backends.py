@@ -1,0 +1,118 @@
+"""Every available backend against torch FP32 on the CPU (the contract), the ONNX cache, and the
+errors a user meets: unknown or uninstalled backends, missing or corrupt graphs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from rt_smile.io.checkpoint import load_cmmnet
+from rt_smile.models.cmmnet import CMMNet
+from rt_smile.runtime import backends as be
+from rt_smile.runtime.backends import BackendError, BackendOptions, available_backends, make_backend
+from rt_smile.runtime.backends.torch_backend import TorchBackend
+from rt_smile.runtime.bench import relative_error
+from rt_smile.runtime.onnx_cache import ensure_onnx, graphs_in
+from rt_smile.runtime.step import RecurrentState, bench_inputs, frame_step
+
+STEPS = 12
+
+
+@pytest.fixture(scope="module")
+def model() -> CMMNet:
+    return load_cmmnet()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("rt_smile_cache")
+
+
+def _unroll(backend: be.StepBackend, model: CMMNet, sessions: int, modes: int) -> list[torch.Tensor]:
+    inputs, state, noise = bench_inputs(model, 256, sessions, modes, seed=3)
+    inputs, state = inputs.to(backend.device), state.to(backend.device)
+    frames = []
+    with torch.inference_mode():
+        for t in range(STEPS):
+            out, state = frame_step(backend, inputs, noise[t].to(backend.device), state)
+            frames.append(out.float().cpu().clone())
+    assert isinstance(state, RecurrentState)
+    return frames
+
+
+@pytest.mark.parametrize("name", available_backends())
+def test_every_available_backend_matches_torch_fp32(model: CMMNet, cache: Path, name: str) -> None:
+    """Two sessions of K = 3 modes (the model has 4: modes are cut per session), 12 steps with
+    each backend's own state fed back: the frames match torch FP32 on the CPU."""
+    reference = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False)
+    backend = make_backend(name, model, BackendOptions(size=256, cache=cache))
+    ref, out = _unroll(reference, model, 2, 3), _unroll(backend, model, 2, 3)
+    assert out[0].shape == (6, 3, 256, 256)
+    tol = 1e-4 if backend.info.precision_of("step") == "fp32" else 2e-2
+    errors = [relative_error(o, r) for o, r in zip(out, ref, strict=True)]
+    assert max(errors) <= tol, errors
+    assert relative_error(out[-1], out[0]) > 1e-3, "the frames move over the steps"
+
+
+def test_k_above_the_models_modes_runs_groups(model: CMMNet) -> None:
+    """K = 6 > the model's 4 modes: each session runs two groups; the first 4 modes equal K = 4's."""
+    backend = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False)
+    six, four = _unroll(backend, model, 1, 6), _unroll(backend, model, 1, 4)
+    assert six[-1].shape[0] == 6
+    assert relative_error(six[-1][:4], four[-1]) < 1e-6
+
+
+def test_auto_explains_its_choice(caplog: pytest.LogCaptureFixture, model: CMMNet, cache: Path) -> None:
+    name, reason = be.choose_auto()
+    if not torch.cuda.is_available():
+        assert name == "hybrid" and "no CUDA GPU" in reason
+    with caplog.at_level(logging.INFO, logger="rt_smile.runtime.backends"):
+        backend = make_backend("auto", model, BackendOptions(cache=cache))
+    assert backend.info.name == name
+    assert f"backend auto → {name}" in caplog.text
+
+
+def test_unknown_and_uninstalled_backends_say_what_to_do(
+    model: CMMNet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(BackendError, match="unknown backend 'tensorflow'"):
+        make_backend("tensorflow", model)
+    if not be.has_package("tensorrt"):
+        with pytest.raises(BackendError, match=r"needs the tensorrt package.*pip install 'rt_smile\[trt\]'"):
+            make_backend("tensorrt", model)
+    present = be.has_package
+    monkeypatch.setattr(be, "has_package", lambda name: name != "onnxruntime" and present(name))
+    with pytest.raises(BackendError, match=r"needs the onnxruntime package.*rt_smile\[onnx\]"):
+        make_backend("hybrid", model)
+    assert "hybrid" not in be.available_backends()
+
+
+def test_missing_and_corrupt_user_graphs(model: CMMNet, tmp_path: Path) -> None:
+    with pytest.raises(BackendError, match=r"generator_step\.onnx not found; write it with: rt-smile export"):
+        make_backend("onnxruntime", model, BackendOptions(onnx=tmp_path))
+    graphs = graphs_in(tmp_path, 256)
+    for path in graphs.paths().values():
+        path.write_bytes(b"\x08\x07 truncated")
+    with pytest.raises(BackendError, match=r"onnxruntime cannot load .*re-export it"):
+        make_backend("onnxruntime", model, BackendOptions(onnx=tmp_path))
+
+
+def test_the_cache_reuses_and_repairs_its_graphs(
+    model: CMMNet, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = ensure_onnx(model, 256, cache)
+    stamp = first.translator.stat().st_mtime_ns
+    assert ensure_onnx(model, 256, cache) == first and first.translator.stat().st_mtime_ns == stamp
+    first.vae_decode.write_bytes(first.vae_decode.read_bytes()[:100])  # corrupt
+    with caplog.at_level(logging.WARNING, logger="rt_smile.runtime.onnx_cache"):
+        again = ensure_onnx(model, 256, cache)
+    assert again == first and "vae_decode.onnx does not match its recorded hash" in caplog.text
+    backend = make_backend("onnxruntime", model, BackendOptions(cache=cache))
+    z = torch.randn(3, model.config.vae.z_dim)
+    assert relative_error(backend.vae_decode(z), model.vae.decode(z).detach()) < 1e-5
+    other = CMMNet(replace(model.config))  # other weights: another key, another folder
+    assert ensure_onnx(other, 256, cache).generator.parent != first.generator.parent
