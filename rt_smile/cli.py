@@ -236,6 +236,13 @@ def _add_serve_parser(sub: Any) -> None:
         help="mean seconds between automatic smiles (0: only on demand; default 6)",
     )
     sv.add_argument("--weights", type=Path, metavar="F.safetensors", help="default: the shipped weights")
+    sv.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnxruntime", "hybrid", "tensorrt"),
+        default="torch",
+        help="what runs the per-frame step (default torch: CUDA when present, else CPU; auto picks "
+        "the fastest available and logs why; see docs/backends.md)",
+    )
     sv.set_defaults(run=run_serve)
 
 
@@ -769,7 +776,12 @@ def run_serve(args: argparse.Namespace) -> int:
     engine_config = EngineConfig(
         size=args.size, max_sessions=args.max_sessions, episode_every=args.episode_every
     )
-    engine = SmileEngine(load_cmmnet(args.weights), engine_config)
+    from rt_smile.runtime.backends import BackendOptions, make_backend
+
+    model = load_cmmnet(args.weights)
+    backend = make_backend(args.backend, model, BackendOptions(size=args.size, weights=args.weights))
+    logger.info("serving with backend %s on %s", backend.info.name, backend.info.device)
+    engine = SmileEngine(model, engine_config, backend)
     try:
         asyncio.run(serve(engine, config))
     except KeyboardInterrupt:

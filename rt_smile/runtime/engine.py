@@ -18,6 +18,8 @@ import itertools
 import math
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -31,7 +33,10 @@ from rt_smile.face.align import FaceCrop, align_to_canonical, crop_face
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, detect_face, make_detector
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet, GeneratorState, stack_states, unstack_states
-from rt_smile.models.translator import FacePrior, Translator, prepare_face
+from rt_smile.models.translator import FacePrior, prepare_face
+
+if TYPE_CHECKING:
+    from rt_smile.runtime.backends import StepBackend
 
 Array = NDArray[np.float64]
 
@@ -233,10 +238,18 @@ class SmileEngine:
     """Loads the models once; serves many ``FaceSession``s; ``step()`` renders every mode of
     every session as one batch."""
 
-    def __init__(self, model: CMMNet, config: EngineConfig = EngineConfig()) -> None:
+    def __init__(
+        self, model: CMMNet, config: EngineConfig = EngineConfig(), backend: StepBackend | None = None
+    ) -> None:
+        """``backend`` runs the generator step, the VAE decode and the translator (default: torch
+        on the CPU); episodes start with ``model`` itself (once per smile, not per frame)."""
         self.model = model.eval()
         self.config = config
-        self.translator = Translator(config.size).eval()
+        if backend is None:
+            from rt_smile.runtime.backends.torch_backend import TorchBackend
+
+            backend = TorchBackend(model, config.size, torch.device("cpu"), cuda_graphs=False)
+        self.backend = backend
         self.sessions: dict[str, FaceSession] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -244,11 +257,17 @@ class SmileEngine:
         self._batch: tuple[tuple[tuple[str, int], ...], tuple[torch.Tensor, ...]] | None = None
 
     @classmethod
-    def load(cls, weights: str | None = None, config: EngineConfig = EngineConfig()) -> SmileEngine:
-        """An engine with the shipped weights (or ``weights``)."""
+    def load(
+        cls, weights: str | None = None, config: EngineConfig = EngineConfig(), backend: str = "torch"
+    ) -> SmileEngine:
+        """An engine with the shipped weights (or ``weights``) on the named backend ("auto", "torch",
+        "onnxruntime", "hybrid", "tensorrt"; see ``rt_smile.runtime.backends``)."""
         from rt_smile.io.checkpoint import load_cmmnet
+        from rt_smile.runtime.backends import BackendOptions, make_backend
 
-        return cls(load_cmmnet(weights), config)
+        model = load_cmmnet(weights)
+        options = BackendOptions(size=config.size, weights=None if weights is None else Path(weights))
+        return cls(model, config, make_backend(backend, model, options))
 
     # ---------------------------------------------------------------- sessions
     def open_session(
@@ -303,7 +322,7 @@ class SmileEngine:
             [torch.full((n,), CLASSES.index(e.smile_class)) for n, e in zip(sizes, eps, strict=True)]
         )
         noise = torch.cat([e.noise[:, min(e.frame, e.length - 1)] for e in eps])
-        disp, state = self.model.step(labels, noise, stack_states([e.state for e in eps]))
+        disp, state = self._generator_step(labels, noise, stack_states([e.state for e in eps]))
         out: dict[str, Array] = {}
         row = 0
         for s, e, n, st in zip(active, eps, sizes, unstack_states(state, sizes), strict=True):
@@ -311,6 +330,19 @@ class SmileEngine:
             out[s.id] = s.envelope() * (d @ s.face.aligned_to_crop.T)
             e.state, e.frame, row = st, e.frame + 1, row + n
         return out
+
+    def _generator_step(
+        self, labels: torch.Tensor, noise: torch.Tensor, state: GeneratorState
+    ) -> tuple[torch.Tensor, GeneratorState]:
+        """``CMMNet.step`` on the backend: (B, K, 468, 2) displacement (aligned frame), next state.
+        States stay on the CPU (a few kB) so sessions stack and split cheaply."""
+        dev = self.backend.device
+        args = [t.to(dev) for t in (labels, noise, state.z, *state.conditional, *state.multimode)]
+        z_modes, z, ch, cc, mh, mc = (t.cpu() for t in self.backend.generator(*args))
+        decoded = self.backend.vae_decode(z_modes.flatten(0, 1).to(dev)).cpu()
+        disp = decoded.reshape(*z_modes.shape[:2], -1, 2) - state.neutral_decoded[:, None]
+        mm = (mh, mc, state.multimode[2])
+        return disp, GeneratorState(z, (ch, cc), mm, state.z0, state.neutral_decoded)
 
     def _targets(self, s: FaceSession, smile: Array | None) -> Array:
         blink, head = s.idle_offsets()
@@ -329,7 +361,7 @@ class SmileEngine:
             tensors = tuple(
                 torch.cat(
                     [_photo_rows(getattr(s.face.prior, name), 1 if same_k else s.modes) for s in sessions]
-                )
+                ).to(self.backend.device)
                 for name in ("image", "flow_basis", "neutral", "palette")
             )
             self._batch = (key, tensors)
@@ -346,8 +378,9 @@ class SmileEngine:
         smile = self._smile_offsets(sessions)
         targets = np.concatenate([self._targets(s, smile.get(s.id)) for s in sessions])
         image, basis, neutral, palette = self._batched_prior(sessions)
-        frames = self.translator(image, basis, neutral, torch.from_numpy(targets).float(), palette)
-        rgb = (frames.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+        target = torch.from_numpy(targets).float().to(self.backend.device)
+        frames = self.backend.translator(image, basis, neutral, target, palette)
+        rgb = (frames.permute(0, 2, 3, 1) * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
         out, row = {}, 0
         for s in sessions:
             out[s.id], row = rgb[row : row + s.modes], row + s.modes

@@ -7,15 +7,20 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from rt_smile.config import EngineConfig
+from rt_smile.face.landmarks import LandmarkDetector
 from rt_smile.io.checkpoint import load_cmmnet
+from rt_smile.io.images import load_image
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.runtime import backends as be
 from rt_smile.runtime.backends import BackendError, BackendOptions, available_backends, make_backend
 from rt_smile.runtime.backends.torch_backend import TorchBackend
 from rt_smile.runtime.bench import relative_error
+from rt_smile.runtime.engine import SmileEngine, prepare_photo
 from rt_smile.runtime.onnx_cache import ensure_onnx, graphs_in
 from rt_smile.runtime.step import RecurrentState, bench_inputs, frame_step
 
@@ -116,3 +121,23 @@ def test_the_cache_reuses_and_repairs_its_graphs(
     assert relative_error(backend.vae_decode(z), model.vae.decode(z).detach()) < 1e-5
     other = CMMNet(replace(model.config))  # other weights: another key, another folder
     assert ensure_onnx(other, 256, cache).generator.parent != first.generator.parent
+
+
+@pytest.mark.parametrize("name", [n for n in available_backends() if n != "torch"])
+def test_the_engine_streams_the_same_frames_on_any_backend(
+    model: CMMNet, cache: Path, name: str, sample_file: Path, detector: LandmarkDetector
+) -> None:
+    """A live session with a smile episode on ``name`` renders what it renders on torch."""
+    face = prepare_photo(load_image(sample_file), 256, detector)
+    engines = [
+        SmileEngine(model, EngineConfig(episode_every=0.0, seed=7), backend)
+        for backend in (None, make_backend(name, model, BackendOptions(cache=cache)))
+    ]
+    sessions = [e.open_session(face, "posed", 2) for e in engines]
+    for s in sessions:
+        s.trigger()
+    for _ in range(8):
+        ref, out = (e.step()[s.id] for e, s in zip(engines, sessions, strict=True))
+    assert ref.shape == out.shape == (2, 256, 256, 3)
+    assert np.abs(ref.astype(int) - out.astype(int)).max() <= 2
+    assert sessions[1].episode is not None and sessions[1].episode.frame == 8

@@ -79,3 +79,10 @@ def test_tensorrt_without_tensorrt_is_one_actionable_line(
     assert main([*command, "--cache", str(cache)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install 'rt_smile[trt]'" in err
+
+
+@pytest.mark.skipif(has_package("tensorrt"), reason="TensorRT is installed here")
+def test_serving_on_a_missing_backend_stops_before_binding(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--backend", "tensorrt", "--port", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'rt_smile[trt]'" in err
