@@ -80,6 +80,42 @@ def photos_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def bench_table(data: dict[str, Any], size: int = 256, modes: int = 4, batch: int = 1) -> str:
+    """Per-stage p50 of every backend in one case of ``rt-smile bench``, plus the recurrent sum."""
+    rows = [r for r in data["results"] if (r["size"], r["modes"], r["batch"]) == (size, modes, batch)]
+    stages = ("generator", "vae_decode", "translator", "step")
+    out = [
+        "| backend | device | generator | vae_decode | generator + vae_decode | translator | step p50 "
+        "| step p99 | frames/s | step parity |",
+        "|---" * 10 + "|",
+    ]
+    for name in dict.fromkeys((r["backend"], r["device"]) for r in rows):
+        p50 = {r["stage"]: r for r in rows if (r["backend"], r["device"]) == name}
+        if set(stages) - set(p50):
+            continue
+        step = p50["step"]
+        recurrent = p50["generator"]["p50_ms"] + p50["vae_decode"]["p50_ms"]
+        gen, vae = p50["generator"]["p50_ms"], p50["vae_decode"]["p50_ms"]
+        out.append(
+            f"| {name[0]} | {name[1]} | {gen:.3f} ms | {vae:.3f} ms "
+            f"| {recurrent:.3f} ms | {p50['translator']['p50_ms']:.2f} ms | **{step['p50_ms']:.2f} ms** "
+            f"| {step['p99_ms']:.2f} ms | {step['fps']:.0f} | {step['parity']:.1e} |"
+        )
+    return "\n".join(out)
+
+
+def bench_sweep_table(data: dict[str, Any]) -> str:
+    """Whole-step p50 of every backend over the sweep."""
+    steps = [r for r in data["results"] if r["stage"] == "step"]
+    names = list(dict.fromkeys(r["backend"] for r in steps))
+    out = ["| size | K | batch | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    for case in dict.fromkeys((r["size"], r["modes"], r["batch"]) for r in steps):
+        cell = {r["backend"]: r for r in steps if (r["size"], r["modes"], r["batch"]) == case}
+        vals = [f"{cell[n]['p50_ms']:.1f} ms ({cell[n]['fps']:.0f} fps)" if n in cell else "" for n in names]
+        out.append(f"| {case[0]}² | {case[1]} | {case[2]} | " + " | ".join(vals) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     translator = json.loads((RESULTS / "translator_cpu.json").read_text())
     print(f"Translator, {translator['machine']['cpu']}, {translator['machine']['torch_threads']} threads:\n")
@@ -91,6 +127,13 @@ def main() -> None:
     stream = json.loads((RESULTS / "stream_cpu.json").read_text())
     print(f"\nStreaming, {stream['machine']['cpu']}, {stream['machine']['cores']} cores:\n")
     print(stream_table(stream))
+    for name in sorted(RESULTS.glob("bench_*.json")):
+        bench = json.loads(name.read_text())
+        m = bench["machine"]
+        print(f"\n{name.name}: {m['gpu'] or m['cpu']}, {m['cores']} cores, K = 4 at 256², batch 1:\n")
+        print(bench_table(bench))
+        print("\nWhole step over the sweep:\n")
+        print(bench_sweep_table(bench))
 
 
 if __name__ == "__main__":
