@@ -177,6 +177,10 @@ def make_backend(name: str, model: CMMNet, options: BackendOptions = BackendOpti
 
         return TorchBackend(model, options.size, device, cuda_graphs=options.cuda_graphs)
     if name in ("onnxruntime", "hybrid"):
+        if options.device.startswith("cuda"):
+            raise BackendError(
+                f"backend {name!r} runs on the CPU; use --device cpu, or torch or tensorrt on CUDA"
+            )
         _require("onnxruntime", "onnx", name)
         _require("onnx", "onnx", name)
         return _onnx_backend(name, model, options)
