@@ -89,7 +89,7 @@ def test_unknown_and_uninstalled_backends_say_what_to_do(
     if not be.has_package("tensorrt"):
         with pytest.raises(BackendError, match=r"needs the tensorrt package.*pip install 'rt_smile\[trt\]'"):
             make_backend("tensorrt", model)
-    with pytest.raises(BackendError, match="CPU|no CUDA GPU"):
+    with pytest.raises(BackendError, match=r"CPU|no CUDA GPU"):
         make_backend("hybrid", model, BackendOptions(device="cuda"))
     present = be.has_package
     monkeypatch.setattr(be, "has_package", lambda name: name != "onnxruntime" and present(name))
