@@ -12,6 +12,7 @@ after ``parity_steps`` steps with each backend's own state fed back).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -231,14 +232,20 @@ def run_bench(
 _COLUMNS = (
     ("backend", "{:<11}"), ("device", "{:<14.14}"), ("precision", "{:<9}"), ("stage", "{:<10}"),
     ("modes", "{:>2}"), ("size", "{:>4}"), ("batch", "{:>5}"), ("p50_ms", "{:>9.3f}"),
-    ("p99_ms", "{:>9.3f}"), ("fps", "{:>9.0f}"), ("parity", "{:>8.1e}"),
+    ("p99_ms", "{:>9.3f}"), ("fps", "{:>9.0f}"), ("parity", "{:>8.1e}"), ("streams_30fps", "{:>13}"),
 )  # fmt: skip
 
 
+def _cell(fmt: str, value: Any) -> str:
+    """``value`` formatted, or blanks of the column's width for None."""
+    width = re.match(r"\{:[<>]?(\d+)", fmt)
+    return " " * int(width.group(1) if width else 0) if value is None else fmt.format(value)
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The results as a fixed-width text table."""
-    head = " ".join(f"{name:>{len(fmt.format(rows[0][name]))}}" if rows else name for name, fmt in _COLUMNS)
+    """The results as a fixed-width text table (``streams_30fps``: on step rows)."""
+    head = " ".join(f"{name:>{len(_cell(fmt, rows[0][name]))}}" if rows else name for name, fmt in _COLUMNS)
     lines = [head]
     for row in rows:
-        lines.append(" ".join(fmt.format(row[name]) for name, fmt in _COLUMNS))
+        lines.append(" ".join(_cell(fmt, row[name]) for name, fmt in _COLUMNS))
     return "\n".join(lines)

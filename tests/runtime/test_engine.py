@@ -36,20 +36,24 @@ def test_one_step_renders_every_mode_of_every_session(model: CMMNet, face: Prepa
     assert a.episode is not None and b.episode is None
 
 
-def test_sessions_batched_together_match_sessions_alone(model: CMMNet, face: PreparedFace) -> None:
-    """The generator and translator batches across sessions change nothing per session."""
+@pytest.mark.parametrize("other_modes", [2, 4])
+def test_sessions_batched_together_match_sessions_alone(
+    model: CMMNet, face: PreparedFace, other_modes: int
+) -> None:
+    """The generator and translator batches across sessions change nothing per session, whether
+    the sessions have the same K (the translator reads each photo once) or not (once per frame)."""
     together = SmileEngine(model, EngineConfig(episode_every=0.0, seed=5))
     alone = SmileEngine(model, EngineConfig(episode_every=0.0, seed=5))
     s0 = together.open_session(face, "posed", 4)
-    other = together.open_session(face, "spontaneous", 2)
+    other = together.open_session(face, "spontaneous", other_modes)
     solo = alone.open_session(face, "posed", 4)
     for s in (s0, other, solo):
         s.trigger()
     for _ in range(20):
-        together.step()
-        alone.step()
+        frames, solo_frames = together.step()[s0.id], alone.step()[solo.id]
         assert s0.last_targets is not None and solo.last_targets is not None
         np.testing.assert_allclose(s0.last_targets, solo.last_targets, atol=1e-3)
+        assert np.abs(frames.astype(int) - solo_frames.astype(int)).max() <= 2
 
 
 def test_episode_starts_and_ends_at_the_idle_face_smoothly(model: CMMNet, face: PreparedFace) -> None:
