@@ -298,6 +298,15 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--onnx", type=Path, metavar="DIR", help="use the graphs 'rt-smile export' wrote here")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="torch's device (auto)")
+    p.add_argument(
+        "--max-batch", type=_positive_int, default=64, help="TensorRT: largest batch of the profile (64)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp16", "fp32"),
+        default="fp16",
+        help="TensorRT: precision of the recurrent engines (fp16; the translator's is always fp32)",
+    )
 
 
 def _add_build_parser(sub: Any) -> None:
@@ -310,8 +319,6 @@ def _add_build_parser(sub: Any) -> None:
         "pip install 'rt_smile[trt]'.",
     )
     b.add_argument("--size", type=_size_list, default=(256,), help="crop sizes, e.g. 256,512 (256)")
-    b.add_argument("--max-batch", type=_positive_int, default=64, help="largest batch of the profile (64)")
-    b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     _add_backend_args(b)
     b.set_defaults(run=run_build)
 
@@ -832,8 +839,9 @@ def _backend_options(args: argparse.Namespace, size: int = 256, threads: int = 0
     from rt_smile.runtime.backends import BackendOptions
 
     return BackendOptions(
-        size=size, device=args.device, threads=threads, cache=args.cache, weights=args.weights, onnx=args.onnx
-    )
+        size=size, device=args.device, threads=threads, cache=args.cache, weights=args.weights,
+        onnx=args.onnx, max_batch=args.max_batch, precision=args.precision,
+    )  # fmt: skip
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -843,20 +851,20 @@ def run_build(args: argparse.Namespace) -> int:
     model = load_cmmnet(args.weights)
     for size in args.size:
         options = _backend_options(args, size)
-        for stage, path in build_all_engines(model, options, args.max_batch, args.precision).items():
+        for stage, path in build_all_engines(model, options).items():
             print(f"{size}² {stage}: {path}")
     return 0
 
 
-def _bench_backends(names: tuple[str, ...]) -> tuple[str, ...]:
+def _bench_backends(names: tuple[str, ...], device: str) -> tuple[str, ...]:
     from rt_smile.runtime.backends import available_backends, choose_auto
 
     out: list[str] = []
     for name in names:
         if name == "all":
-            out += available_backends()
+            out += available_backends(device)
         elif name == "auto":
-            chosen, reason = choose_auto()
+            chosen, reason = choose_auto(device)
             print(f"backend auto → {chosen}: {reason}", file=sys.stderr)
             out.append(chosen)
         else:
@@ -875,7 +883,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    backends = _bench_backends(args.backend)
+    backends = _bench_backends(args.backend, args.device)
     plan = BenchPlan(backends, args.modes, args.batch, args.size, Timing.quick() if args.quick else Timing())
     model = load_cmmnet(args.weights)
     total = len(plan.cases()) * len(backends)

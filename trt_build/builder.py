@@ -139,7 +139,8 @@ def build_engine(
     cache = config.create_timing_cache(
         timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     )
-    config.set_timing_cache(cache, False)
+    if not config.set_timing_cache(cache, False):
+        logger.warning("the timing cache %s does not match this GPU or TensorRT; timing afresh", timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineError(f"TensorRT could not build an engine from {onnx_path} (see its log above)")

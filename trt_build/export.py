@@ -119,7 +119,8 @@ def generator_spec(model: CMMNet, batch: int = 2) -> GraphSpec:
 
 def vae_spec(model: CMMNet, batch: int = 8) -> GraphSpec:
     z = torch.randn(batch, model.config.vae.z_dim, generator=torch.Generator().manual_seed(1))
-    axes = {"z": {0: "batch"}, "landmarks": {0: "batch"}}
+    # one row per generator row and mode: the per-mode axis, as the generator's z0_modes
+    axes = {"z": {0: "batch_modes"}, "landmarks": {0: "batch_modes"}}
     return GraphSpec("vae_decode", VaeDecode(model), (z,), ("z",), ("landmarks",), axes)
 
 

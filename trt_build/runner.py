@@ -15,6 +15,8 @@ from torch import Tensor
 from trt_build.builder import EngineError
 
 Shape = tuple[int, ...]
+#: TensorRT needs I/O buffers aligned to 256 bytes.
+ALIGNMENT = 256
 
 
 def torch_dtype(trt: Any, dtype: Any) -> torch.dtype:
@@ -63,24 +65,38 @@ class TrtRunner:
         self.dtypes = {n: torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
         self.bounds = {n: self.engine.get_tensor_profile_shape(n, 0) for n in self.inputs}
 
-    def __call__(self, feed: dict[str, Tensor]) -> list[Tensor]:
-        """Inputs by name (on the engine's device) → outputs in the engine's order."""
-        for name in self.inputs:
-            if name not in feed:
-                raise EngineError(f"engine input {name!r} not given (has {sorted(feed)})")
-            t = feed[name].to(self.device, self.dtypes[name]).contiguous()
-            check_shape(name, tuple(t.shape), self.bounds[name])
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-        outs = []
+    def _bind_input(self, name: str, tensor: Tensor) -> Tensor:
+        """The tensor TensorRT reads for ``name``: on the device, of the engine's dtype,
+        contiguous and 256-byte aligned (a view into a larger tensor may not be)."""
+        t = tensor.to(self.device, self.dtypes[name]).contiguous()
+        if t.data_ptr() % ALIGNMENT:
+            t = t.clone()
+        check_shape(name, tuple(t.shape), self.bounds[name])
+        if not self.context.set_input_shape(name, tuple(t.shape)):
+            raise EngineError(f"TensorRT refused the shape {tuple(t.shape)} of input {name!r}")
+        self._address(name, t)
+        return t
+
+    def _address(self, name: str, t: Tensor) -> None:
+        if not self.context.set_tensor_address(name, t.data_ptr()):
+            raise EngineError(f"TensorRT refused the buffer of tensor {name!r}")
+
+    def __call__(self, feed: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Inputs by name (on the engine's device) → outputs by name."""
+        missing = [n for n in self.inputs if n not in feed]
+        if missing:
+            raise EngineError(f"engine inputs {missing} not given (has {sorted(feed)})")
+        # Every bound buffer stays referenced until the work is enqueued: a converted input
+        # dropped earlier could hand its memory to an output allocated below.
+        bound = [self._bind_input(name, feed[name]) for name in self.inputs]
+        outs = {}
         for name in self.outputs:
             shape = tuple(self.context.get_tensor_shape(name))
-            out = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
-            self.context.set_tensor_address(name, out.data_ptr())
-            outs.append(out)
+            outs[name] = torch.empty(shape, dtype=self.dtypes[name], device=self.device)
+            self._address(name, outs[name])
         stream = torch.cuda.current_stream(self.device)
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise EngineError("TensorRT failed to enqueue the engine (see its log above)")
-        # A converted input freed on return is safe: the caching allocator hands its memory out
-        # again only to work queued later on this same stream.
+        # Freed after return, the inputs' memory goes only to work queued later on this stream.
+        del bound
         return outs

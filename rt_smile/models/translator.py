@@ -287,6 +287,8 @@ class Translator(nn.Module):
     coarse_grid: Tensor  # (1, G, G, 2) coarse cell centres, normalised
     full_grid: Tensor  # (1, S, S, 2) pixel centres, normalised
     roi_pixels: Tensor  # (1, P, 2) eye then mouth ROI pixel centres, in pixels
+    eye_idx: Tensor  # (4, 9) landmark indices: right upper, left upper, right lower, left lower lid
+    lips_idx: Tensor  # (2, 11) landmark indices: inner upper, inner lower lip
 
     def __init__(self, size: int, config: TranslatorConfig = TranslatorConfig()) -> None:
         super().__init__()
@@ -307,6 +309,12 @@ class Translator(nn.Module):
         # Both eyes' and the mouth's pixels as one list (1, P, 2), refined and sampled together.
         self.register_buffer("roi_pixels", torch.cat(parts, 1), persistent=False)
         self.edge = config.mouth_edge_px * size / 256.0
+        # Landmark indices as device buffers: indexing with a Python list would copy an index
+        # tensor to the device on every call, which CUDA-graph capture does not allow.
+        eyes = (topo.RIGHT_EYE_UPPER, topo.LEFT_EYE_UPPER, topo.RIGHT_EYE_LOWER, topo.LEFT_EYE_LOWER)
+        self.register_buffer("eye_idx", torch.tensor(eyes, dtype=torch.long), persistent=False)
+        lips = (topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
+        self.register_buffer("lips_idx", torch.tensor(lips, dtype=torch.long), persistent=False)
 
     def _to_norm(self, px: Tensor) -> Tensor:
         return (px + 0.5) * (2.0 / self.size) - 1.0
@@ -373,8 +381,8 @@ class Translator(nn.Module):
     def mouth_layer(self, pix: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
         """Mouth interior RGB (B, 3, P) and the target inner-lip mask (B, P) at pixels (B, P, 2);
         palette (B, 5, 3)."""
-        up = target[:, list(topo.LIPS_INNER_UPPER)]
-        lo = target[:, list(topo.LIPS_INNER_LOWER)]
+        up = target[:, self.lips_idx[0]]
+        lo = target[:, self.lips_idx[1]]
         frame = _CurveFrame(up[:, 0], up[:, -1])
         s, t = frame.coords(pix)
         t_up, t_lo = frame.curve(s, up), frame.curve(s, lo)
@@ -403,10 +411,10 @@ class Translator(nn.Module):
         now lies above the target lid line, fading in from its top so it meets the skin above
         without an edge, with a thin lash line at its margin. neutral (B, N, 2), palette (B, 5, 3).
         Both eyes are stacked on the batch axis, each over its own half of the pixels."""
-        eyes = ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER))
-        up_t = torch.cat([target[:, list(u)] for u, _ in eyes])  # (2B, K, 2)
-        lo_t = torch.cat([target[:, list(lo)] for _, lo in eyes])
-        up_n = torch.cat([neutral[:, list(u)] for u, _ in eyes])
+        idx = self.eye_idx
+        up_t = torch.cat([target[:, idx[0]], target[:, idx[1]]])  # (2B, K, 2): right eyes, left eyes
+        lo_t = torch.cat([target[:, idx[2]], target[:, idx[3]]])
+        up_n = torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]])
         frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
         s, t = frame.coords(torch.cat(pix.chunk(2, dim=1)))  # (2B, P)
         t_n, t_t, t_lo = frame.curve(s, up_n), frame.curve(s, up_t), frame.curve(s, lo_t)
@@ -459,6 +467,8 @@ class Translator(nn.Module):
         read once per photo, not once per frame."""
         b, e = target.shape[0], 2 * self.n_eye
         basis = flow_basis if flow_basis.dim() == 3 else flow_basis[None]
+        if not torch.onnx.is_in_onnx_export() and b % basis.shape[0]:
+            raise ValueError(f"{b} target frames do not split evenly over {basis.shape[0]} photos")
         neutral = _per_frame(neutral if neutral.dim() == 3 else neutral[None], b)
         palette = _per_frame(palette if palette.dim() == 3 else palette[None], b)
         # per frame: a view when one photo is shared (expanded), else a copy per frame, which

@@ -9,6 +9,7 @@ file's SHA-256: a missing or altered file is logged and exported again.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -45,8 +46,25 @@ def default_cache() -> Path:
     return Path(base) / "rt_smile"
 
 
+#: Modules whose code shapes the graphs: a change to any of them exports afresh.
+GRAPH_MODULES = (
+    "rt_smile.models.translator", "rt_smile.models.cmmnet", "rt_smile.models.conditional",
+    "rt_smile.models.multimode", "rt_smile.models.vae", "trt_build.export",
+)  # fmt: skip
+
+
+def _code_hash() -> str:
+    h = hashlib.sha256()
+    for name in GRAPH_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            h.update(Path(spec.origin).read_bytes())
+    return h.hexdigest()
+
+
 def model_key(model: CMMNet, size: int, opset: int) -> str:
-    """A short hash of the weights, configurations, crop size, opset and torch version."""
+    """A short hash of the weights, configurations, crop size, opset, torch version and the code
+    of the modules that make the graphs."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -57,6 +75,7 @@ def model_key(model: CMMNet, size: int, opset: int) -> str:
         "size": size,
         "opset": opset,
         "torch": torch.__version__.split("+")[0],
+        "code": _code_hash(),
     }
     h.update(json.dumps(meta, sort_keys=True).encode())
     return h.hexdigest()[:16]
@@ -104,7 +123,12 @@ def ensure_onnx(
     else:
         logger.info("exporting ONNX graphs of %s to %s", weights or "the shipped weights", folder)
     (folder / MANIFEST).unlink(missing_ok=True)
-    done = export_all(model, size, folder)
+    try:
+        done = export_all(model, size, folder)
+    except ImportError as exc:  # onnx or onnxruntime (the parity check) missing
+        from rt_smile.runtime.backends import BackendError
+
+        raise BackendError(f"cannot export the ONNX graphs: {exc} (pip install 'rt_smile[onnx]')") from exc
     for item in done:
         if item.parity > 1e-4:
             logger.warning("%s: onnxruntime parity %.2e exceeds 1e-4", item.name, item.parity)

@@ -84,6 +84,13 @@ def test_one_batch_renders_several_photos(
     assert np.abs(frames[0].astype(int) - frames[2].astype(int)).mean() > 5, "two different photos"
 
 
+def test_frames_must_split_evenly_over_the_photos(prior: FacePrior) -> None:
+    two = [torch.stack([t, t]) for t in (prior.flow_basis, prior.neutral, prior.palette)]
+    with pytest.raises(ValueError, match="3 target frames do not split evenly over 2 photos"):
+        image, three = prior.image.expand(2, -1, -1, -1), prior.neutral.expand(3, -1, -1)
+        Translator(256)(image, two[0], two[1], three, two[2])
+
+
 def test_border_stays_fixed_and_face_changes(sample_crop: FaceCrop, prior: FacePrior) -> None:
     target = apply_expression(sample_crop.landmarks, {"AU12": 1.0, "AU25": 1.0, "AU26": 1.0})
     frame = _render(Translator(256), prior, target[None, :468])[0]

@@ -71,6 +71,12 @@ def test_k_above_the_models_modes_runs_groups(model: CMMNet) -> None:
     assert relative_error(six[-1][:4], four[-1]) < 1e-6
 
 
+def test_the_device_narrows_the_choice() -> None:
+    assert "onnxruntime" not in be.available_backends("cuda") and "hybrid" in be.available_backends("cpu")
+    assert "tensorrt" not in be.available_backends("cpu")
+    assert be.choose_auto("cpu")[0] == "hybrid"
+
+
 def test_auto_explains_its_choice(caplog: pytest.LogCaptureFixture, model: CMMNet, cache: Path) -> None:
     name, reason = be.choose_auto()
     if not torch.cuda.is_available():

@@ -47,7 +47,7 @@ def test_quick_bench_writes_json_plot_and_table(
     p50 = {(r["backend"], r["batch"], r["stage"]): r["p50_ms"] for r in rows}
     for backend, batch, stage in p50:
         if stage == "step":  # the step includes the translator's work
-            assert p50[backend, batch, "step"] >= 0.8 * p50[backend, batch, "translator"]
+            assert p50[backend, batch, "step"] >= 0.5 * p50[backend, batch, "translator"]
     with Image.open(out.with_suffix(".png")) as plot:
         assert plot.size[0] > 500
     table = capsys.readouterr().out

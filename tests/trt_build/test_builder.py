@@ -116,6 +116,9 @@ def test_profiles_follow_the_graphs_batch_axes(onnx_files: dict[str, Path], tmp_
     assert [s[0] for s in z] == [1, 2, 16]
     mm_h = shapes["mm_h"]  # (layers, batch × K, hidden)
     assert [s[1] for s in mm_h] == [4, 8, 64] and mm_h[0][0] == mm_h[2][0] and mm_h[0][2] == mm_h[2][2]
+    cache.load("vae_decode", onnx_files["vae_decode"], "fp16", Profile(1, 2, 16), modes=4)
+    z_rows = trt.record.builds[1]["profiles"][0].shapes["z"]  # one row per generator row and mode
+    assert [s[0] for s in z_rows] == [4, 8, 64]
 
 
 def test_photos_axis_spans_one_to_the_batch() -> None:

@@ -112,8 +112,11 @@ class BackendOptions:
     onnx: Path | None = None
     #: torch on CUDA: replay CUDA graphs
     cuda_graphs: bool = True
-    #: largest batch (frames) a TensorRT engine profile accepts
+    #: largest batch (generator rows, frames) a TensorRT engine profile accepts
     max_batch: int = 64
+    #: TensorRT precision of the recurrent graphs (the translator's engine is always FP32: its
+    #: sampling coordinates need it at 512²)
+    precision: str = "fp16"
 
 
 def has_package(name: str) -> bool:
@@ -124,19 +127,20 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def available_backends() -> list[str]:
-    """Backends whose packages (and device, for TensorRT) are present."""
+def available_backends(device: str = "auto") -> list[str]:
+    """Backends whose packages (and device, for TensorRT) are present and that run on ``device``
+    ("cpu", "cuda" or "auto": either)."""
     out = ["torch"]
-    if has_package("onnxruntime") and has_package("onnx"):
+    if device != "cuda" and has_package("onnxruntime") and has_package("onnx"):
         out += ["onnxruntime", "hybrid"]
-    if has_package("tensorrt") and cuda_available():
+    if device != "cpu" and has_package("tensorrt") and cuda_available():
         out.append("tensorrt")
     return out
 
 
-def choose_auto() -> tuple[str, str]:
-    """(backend, reason) for ``--backend auto``."""
-    if cuda_available():
+def choose_auto(device: str = "auto") -> tuple[str, str]:
+    """(backend, reason) for ``--backend auto`` on ``device`` ("cpu", "cuda" or "auto")."""
+    if device != "cpu" and cuda_available():
         if has_package("tensorrt"):
             return "tensorrt", "a CUDA GPU and TensorRT are present"
         return "torch", "a CUDA GPU is present but TensorRT is not installed (pip install 'rt_smile[trt]')"
@@ -165,7 +169,7 @@ def _resolve_device(options: BackendOptions, name: str) -> torch.device:
 def make_backend(name: str, model: CMMNet, options: BackendOptions = BackendOptions()) -> StepBackend:
     """A backend by name (one of ``BACKENDS`` or "auto") for ``model``."""
     if name == "auto":
-        name, reason = choose_auto()
+        name, reason = choose_auto(options.device)
         logger.info("backend auto → %s: %s", name, reason)
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
@@ -213,7 +217,8 @@ def _tensorrt_backend(model: CMMNet, options: BackendOptions, device: torch.devi
     from rt_smile.runtime.backends.trt_backend import TensorRTBackend
 
     cache = (options.cache or default_cache()) / "engines"
-    return TensorRTBackend.build(_graphs(model, options), cache, device, options.max_batch, model.modes)
+    graphs = _graphs(model, options)
+    return TensorRTBackend.build(graphs, cache, device, options.max_batch, model.modes, options.precision)
 
 
 def _graphs(model: CMMNet, options: BackendOptions) -> OnnxGraphs:
@@ -231,9 +236,7 @@ def _graphs(model: CMMNet, options: BackendOptions) -> OnnxGraphs:
     return graphs
 
 
-def build_all_engines(
-    model: CMMNet, options: BackendOptions, max_batch: int, precision: str = "fp16"
-) -> dict[str, Path]:
+def build_all_engines(model: CMMNet, options: BackendOptions) -> dict[str, Path]:
     """Build (or find in the cache) the TensorRT engine of every graph: ``rt-smile build``."""
     _require("tensorrt", "trt", "tensorrt")
     if not cuda_available():
@@ -241,5 +244,6 @@ def build_all_engines(
     from rt_smile.runtime.backends.trt_backend import cached_engines
 
     cache = (options.cache or default_cache()) / "engines"
-    engines = cached_engines(_graphs(model, options), cache, max_batch, model.modes, precision)
+    graphs = _graphs(model, options)
+    engines = cached_engines(graphs, cache, options.max_batch, model.modes, options.precision)
     return {stage: path for stage, (_data, path) in engines.items()}

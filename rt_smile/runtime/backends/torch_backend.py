@@ -9,8 +9,11 @@ hundreds of small kernels, which is what makes a K-mode step sub-millisecond.
 from __future__ import annotations
 
 import copy
+import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +21,8 @@ from torch import Tensor, nn
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.models.translator import Translator
 from rt_smile.runtime.backends import BackendInfo
+
+logger = logging.getLogger(__name__)
 
 Stage = Callable[..., tuple[Tensor, ...]]
 
@@ -42,18 +47,36 @@ class _Graph:
 
 
 class _GraphedStage:
-    """A stage captured as a CUDA graph per input signature, replayed on static buffers."""
+    """A stage captured as a CUDA graph per input signature and replayed on static buffers.
 
-    def __init__(self, fn: Stage, warmup: int = 3) -> None:
+    All graphs share one memory pool; at most ``max_graphs`` are kept (least recently used
+    first out), since a live server meets new shapes as sessions and smile episodes come and go.
+    A stage that cannot be captured runs eagerly from then on, with a warning."""
+
+    def __init__(self, fn: Stage, pool: Any, max_graphs: int = 16, warmup: int = 3) -> None:
         self.fn = fn
+        self.pool = pool
+        self.max_graphs = max_graphs
         self.warmup = warmup
-        self.graphs: dict[tuple[tuple[tuple[int, ...], torch.dtype], ...], _Graph] = {}
+        self.graphs: OrderedDict[tuple[tuple[tuple[int, ...], torch.dtype], ...], _Graph] = OrderedDict()
+        self.eager = False
 
     def __call__(self, *args: Tensor) -> tuple[Tensor, ...]:
+        if self.eager:
+            return self.fn(*args)
         key = tuple((tuple(a.shape), a.dtype) for a in args)
         entry = self.graphs.get(key)
         if entry is None:
-            entry = self.graphs[key] = self._capture(args)
+            try:
+                entry = self._capture(args)
+            except RuntimeError as exc:
+                logger.warning("CUDA-graph capture failed, running %s eagerly: %s", self.fn.__name__, exc)
+                self.eager = True
+                return self.fn(*args)
+            self.graphs[key] = entry
+            while len(self.graphs) > self.max_graphs:
+                self.graphs.popitem(last=False)
+        self.graphs.move_to_end(key)
         for static, value in zip(entry.inputs, args, strict=True):
             static.copy_(value)
         entry.graph.replay()
@@ -68,7 +91,7 @@ class _GraphedStage:
                 self.fn(*static)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        with torch.cuda.graph(graph, pool=self.pool):
             outputs = self.fn(*static)
         return _Graph(graph, static, outputs)
 
@@ -95,7 +118,8 @@ class TorchBackend:
         )
         stages: tuple[Stage, Stage, Stage] = (self._run_generator, self._run_vae, self._run_translator)
         if cuda and cuda_graphs:
-            stages = (_GraphedStage(stages[0]), _GraphedStage(stages[1]), _GraphedStage(stages[2]))
+            pool = torch.cuda.graph_pool_handle()
+            stages = tuple(_GraphedStage(stage, pool) for stage in stages)  # type: ignore[assignment]
         self._stages = stages
 
     # Each stage casts to the stage's precision inside, so graphs capture the casts too.

@@ -15,19 +15,23 @@ logger = logging.getLogger(__name__)
 
 _GENERATOR_INPUTS = ("cls", "noise", "z", "cond_h", "cond_c", "mm_h", "mm_c", "z0_modes")
 _TRANSLATOR_INPUTS = ("image", "flow_basis", "neutral", "target", "palette")
+_GENERATOR_OUTPUTS = ("z_modes", "z_next", "cond_h_next", "cond_c_next", "mm_h_next", "mm_c_next")
 
 
 def cached_engines(
     graphs: OnnxGraphs, cache: Path, max_batch: int, modes: int, precision: str = "fp16"
 ) -> dict[str, tuple[bytes, Path]]:
-    """Every graph's engine (bytes, file) from the cache, built where missing or stale."""
+    """Every graph's engine (bytes, file) from the cache, built where missing or stale: the
+    recurrent graphs at ``precision``, the translator in FP32."""
     from trt_build.builder import EngineCache, EngineError, Profile
 
     try:
         engines = EngineCache(cache)
         profile = Profile(1, min(4, max_batch), max_batch)
         return {
-            stage: engines.load(path.stem, path, precision, profile, modes)
+            stage: engines.load(
+                path.stem, path, "fp32" if stage == "translator" else precision, profile, modes
+            )
             for stage, path in graphs.paths().items()
         }
     except EngineError as exc:
@@ -37,11 +41,12 @@ def cached_engines(
 class TensorRTBackend:
     """``StepBackend`` on TensorRT engines (one CUDA device)."""
 
-    def __init__(self, engines: dict[str, bytes], device: torch.device) -> None:
+    def __init__(self, engines: dict[str, bytes], device: torch.device, precision: str = "fp16") -> None:
         from trt_build.builder import EngineError, load_tensorrt
         from trt_build.runner import TrtRunner
 
         self.device = device
+        self.stream = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
         try:
             trt = load_tensorrt()
             self._runners = {stage: TrtRunner(trt, engines[stage], device) for stage in STAGES}
@@ -50,37 +55,48 @@ class TensorRTBackend:
         self.info = BackendInfo(
             "tensorrt",
             torch.cuda.get_device_name(device),
-            dict.fromkeys(STAGES, "fp16"),
+            {"generator": precision, "vae_decode": precision, "translator": "fp32"},
             dict.fromkeys(STAGES, "tensorrt"),
             torch.get_num_threads(),
         )
 
     @classmethod
     def build(
-        cls, graphs: OnnxGraphs, cache: Path, device: torch.device, max_batch: int, modes: int
-    ) -> TensorRTBackend:
+        cls, graphs: OnnxGraphs, cache: Path, device: torch.device, max_batch: int, modes: int,
+        precision: str = "fp16",
+    ) -> TensorRTBackend:  # fmt: skip
         """Engines for ``graphs`` (``modes``: the model's K) from ``cache``, built as needed."""
-        engines = cached_engines(graphs, cache, max_batch, modes)
-        return cls({stage: data for stage, (data, _path) in engines.items()}, device)
+        engines = cached_engines(graphs, cache, max_batch, modes, precision)
+        return cls({stage: data for stage, (data, _path) in engines.items()}, device, precision)
 
-    def _run(self, stage: str, names: tuple[str, ...], args: tuple[Tensor, ...]) -> list[Tensor]:
+    def _run(
+        self, stage: str, names: tuple[str, ...], args: tuple[Tensor, ...], outputs: tuple[str, ...]
+    ) -> list[Tensor]:
+        """One engine on the backend's own stream (TensorRT syncs on the legacy default stream),
+        ordered after the caller's queued work and before its next."""
         from trt_build.builder import EngineError
 
+        caller = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(caller)
         try:
-            return self._runners[stage](dict(zip(names, args, strict=True)))
+            with torch.cuda.stream(self.stream):
+                out = self._runners[stage](dict(zip(names, args, strict=True)))
         except EngineError as exc:
             raise BackendError(str(exc)) from exc
+        caller.wait_stream(self.stream)
+        return [out[name] for name in outputs]
 
     def generator(self, cls: Tensor, noise: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        return tuple(self._run("generator", _GENERATOR_INPUTS, (cls, noise, *state)))
+        return tuple(self._run("generator", _GENERATOR_INPUTS, (cls, noise, *state), _GENERATOR_OUTPUTS))
 
     def vae_decode(self, z: Tensor) -> Tensor:
-        return self._run("vae_decode", ("z",), (z,))[0]
+        return self._run("vae_decode", ("z",), (z,), ("landmarks",))[0]
 
     def translator(
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
-        return self._run("translator", _TRANSLATOR_INPUTS, (image, flow_basis, neutral, target, palette))[0]
+        args = (image, flow_basis, neutral, target, palette)
+        return self._run("translator", _TRANSLATOR_INPUTS, args, ("frames",))[0]
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
