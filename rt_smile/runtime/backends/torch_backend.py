@@ -99,10 +99,14 @@ class _GraphedStage:
 class TorchBackend:
     """``StepBackend`` on torch: a copy of the model on ``device``."""
 
-    def __init__(self, model: CMMNet, size: int, device: torch.device, cuda_graphs: bool = True) -> None:
+    def __init__(
+        self, model: CMMNet, size: int, device: torch.device, cuda_graphs: bool = True,
+        half: bool | None = None,
+    ) -> None:  # fmt: skip
+        """``half``: FP16 recurrent stages (default: on CUDA only)."""
         self.device = device
         cuda = device.type == "cuda"
-        self.half = cuda
+        self.half = cuda if half is None else half
         model = copy.deepcopy(model).eval().to(device)
         self._generator_module = _Generator(model.half() if self.half else model)
         self._vae = model.vae
