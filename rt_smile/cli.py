@@ -335,7 +335,7 @@ def _add_bench_parser(sub: Any) -> None:
     b.add_argument("--modes", type=_int_list, default=(1, 4), help="K modes per session (1,4)")
     b.add_argument("--batch", type=_int_list, default=(1, 4), help="sessions per step (1,4)")
     b.add_argument("--size", type=_size_list, default=(256, 512), help="crop sizes (256,512)")
-    b.add_argument("--quick", action="store_true", help="short run: fewer repeats and one second per case")
+    b.add_argument("--quick", action="store_true", help="short run: 40 repeats, at most 1.5 s per case")
     b.add_argument("--threads", type=_positive_int, help="CPU threads for every backend (default: all cores)")
     b.add_argument("--json", type=Path, metavar="F", help="write the results as JSON")
     b.add_argument("--plot", type=_png_path, metavar="F.png", help="default: beside --json")
