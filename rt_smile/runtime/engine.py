@@ -34,6 +34,7 @@ from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, detect_face
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet, GeneratorState, stack_states, unstack_states
 from rt_smile.models.translator import FacePrior, prepare_face
+from rt_smile.runtime.step import groups_for
 
 if TYPE_CHECKING:
     from rt_smile.runtime.backends import StepBackend
@@ -303,7 +304,7 @@ class SmileEngine:
             cls = s.due_class()
             if cls is None:
                 continue
-            groups = math.ceil(s.modes / self.model.modes)
+            groups = groups_for(s.modes, self.model.modes)
             neutral = torch.from_numpy(s.face.neutral_aligned).float()[None].expand(groups, -1, -1)
             label = torch.full((groups,), CLASSES.index(cls), dtype=torch.long)
             gen = torch.Generator().manual_seed(int(s.rng.integers(2**31)))

@@ -28,6 +28,7 @@ from rt_smile.face.landmarks import FaceLandmarks
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.models.translator import Translator, prepare_face
+from rt_smile.runtime.step import groups_for
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def generate_landmarks(
 ) -> NDArray[np.float64]:
     """(K, T, 468, 2) aligned landmark sequences. Modes beyond the model's own K come from
     further noise draws (each group of the model's modes gets its own noise)."""
-    groups = math.ceil(modes / model.modes)
+    groups = groups_for(modes, model.modes)
     gen = torch.Generator().manual_seed(seed)
     noise = torch.randn(groups, frames, model.config.conditional.noise_dim, generator=gen)
     neutral = torch.from_numpy(neutral_aligned[:NUM_LANDMARKS]).float()[None].expand(groups, -1, -1)

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -123,8 +122,3 @@ def bench_inputs(
     recurrent = RecurrentState(state.z, *state.conditional, *state.multimode)
     noise = model.conditional.sample_noise(g, 64, generator=gen).transpose(0, 1).contiguous()
     return inputs, recurrent, noise
-
-
-def seeded_noise(shape: tuple[int, ...], seed: int) -> Tensor:
-    """Reproducible standard-normal noise (NumPy), for inputs that must match across backends."""
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
