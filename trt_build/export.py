@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 GRAPHS = ("generator_step", "vae_decode", "translator")
 OPSET = 17
+#: I/O tensor names of the graphs, in call order (the backends feed and read them by name).
+GENERATOR_INPUTS = ("cls", "noise", "z", "cond_h", "cond_c", "mm_h", "mm_c", "z0_modes")
+GENERATOR_OUTPUTS = ("z_modes", "z_next", "cond_h_next", "cond_c_next", "mm_h_next", "mm_c_next")
+TRANSLATOR_INPUTS = ("image", "flow_basis", "neutral", "target", "palette")
 
 
 class GeneratorStep(nn.Module):
@@ -111,8 +115,8 @@ def generator_spec(model: CMMNet, batch: int = 2) -> GraphSpec:
         "generator_step",
         GeneratorStep(model),
         inputs,
-        ("cls", "noise", "z", "cond_h", "cond_c", "mm_h", "mm_c", "z0_modes"),
-        ("z_modes", "z_next", "cond_h_next", "cond_c_next", "mm_h_next", "mm_c_next"),
+        GENERATOR_INPUTS,
+        GENERATOR_OUTPUTS,
         axes,
     )
 
@@ -136,7 +140,7 @@ def translator_spec(translator: Translator, prior: Any, targets: Tensor, photos:
         targets[:, :n].repeat(photos, 1, 1).contiguous(),
         prior.palette.expand(photos, -1, -1).contiguous(),
     )
-    names = ("image", "flow_basis", "neutral", "target", "palette")
+    names = TRANSLATOR_INPUTS
     axes: dict[str, dict[int, str]] = {name: {0: "photos"} for name in names}
     axes["target"] = axes["frames"] = {0: "batch"}
     return GraphSpec("translator", TranslatorGraph(translator), inputs, names, ("frames",), axes)

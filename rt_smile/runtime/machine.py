@@ -59,7 +59,4 @@ def machine_info() -> dict[str, Any]:
         "driver": _driver() if cuda else None,
         "cuda": torch.version.cuda if cuda else None,
         "libraries": {name: _version(name) for name in _LIBRARIES},
-        # kept for older result files' readers
-        "torch": torch.__version__,
-        "numpy": _version("numpy"),
     }

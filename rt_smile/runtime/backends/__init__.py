@@ -204,10 +204,11 @@ def _onnx_backend(name: str, model: CMMNet, options: BackendOptions) -> StepBack
     return CompositeBackend("hybrid", {"generator": recurrent, "vae_decode": recurrent, "translator": warp})
 
 
-def default_cache() -> Path:
-    from rt_smile.runtime.onnx_cache import default_cache as cache
+def _engine_folder(options: BackendOptions) -> Path:
+    """Where TensorRT engines are kept: ``engines/`` in the cache folder."""
+    from rt_smile.runtime.onnx_cache import default_cache
 
-    return cache()
+    return (options.cache or default_cache()) / "engines"
 
 
 def _tensorrt_backend(model: CMMNet, options: BackendOptions, device: torch.device) -> StepBackend:
@@ -216,9 +217,10 @@ def _tensorrt_backend(model: CMMNet, options: BackendOptions, device: torch.devi
         raise BackendError("backend 'tensorrt' needs a CUDA GPU, and torch sees none")
     from rt_smile.runtime.backends.trt_backend import TensorRTBackend
 
-    cache = (options.cache or default_cache()) / "engines"
     graphs = _graphs(model, options)
-    return TensorRTBackend.build(graphs, cache, device, options.max_batch, model.modes, options.precision)
+    return TensorRTBackend.build(
+        graphs, _engine_folder(options), device, options.max_batch, model.modes, options.precision
+    )
 
 
 def _graphs(model: CMMNet, options: BackendOptions) -> OnnxGraphs:
@@ -243,7 +245,8 @@ def build_all_engines(model: CMMNet, options: BackendOptions) -> dict[str, Path]
         raise BackendError("building TensorRT engines needs a CUDA GPU, and torch sees none")
     from rt_smile.runtime.backends.trt_backend import cached_engines
 
-    cache = (options.cache or default_cache()) / "engines"
     graphs = _graphs(model, options)
-    engines = cached_engines(graphs, cache, options.max_batch, model.modes, options.precision)
+    engines = cached_engines(
+        graphs, _engine_folder(options), options.max_batch, model.modes, options.precision
+    )
     return {stage: path for stage, (_data, path) in engines.items()}

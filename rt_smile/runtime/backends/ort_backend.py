@@ -12,11 +12,9 @@ from torch import Tensor
 
 from rt_smile.runtime.backends import STAGES, BackendError, BackendInfo, StepBackend
 from rt_smile.runtime.onnx_cache import OnnxGraphs
+from trt_build.export import GENERATOR_INPUTS, TRANSLATOR_INPUTS
 
 logger = logging.getLogger(__name__)
-
-_GENERATOR_INPUTS = ("cls", "noise", "z", "cond_h", "cond_c", "mm_h", "mm_c", "z0_modes")
-_TRANSLATOR_INPUTS = ("image", "flow_basis", "neutral", "target", "palette")
 
 
 def open_session(path: Any, threads: int) -> Any:
@@ -64,7 +62,7 @@ class OnnxRuntimeBackend:
         return [torch.from_numpy(o) for o in session.run(None, feed)]
 
     def generator(self, cls: Tensor, noise: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        return tuple(self._run(self._generator, _GENERATOR_INPUTS, (cls, noise, *state)))
+        return tuple(self._run(self._generator, GENERATOR_INPUTS, (cls, noise, *state)))
 
     def vae_decode(self, z: Tensor) -> Tensor:
         return self._run(self._vae, ("z",), (z,))[0]
@@ -75,7 +73,7 @@ class OnnxRuntimeBackend:
         if self._translator is None:
             raise BackendError("this onnxruntime backend was built without the translator graph")
         args = (image, flow_basis, neutral, target, palette)
-        return self._run(self._translator, _TRANSLATOR_INPUTS, args)[0]
+        return self._run(self._translator, TRANSLATOR_INPUTS, args)[0]
 
     def synchronize(self) -> None:
         """onnxruntime's CPU provider returns when the work is done."""

@@ -16,27 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.models.translator import Translator
 from rt_smile.runtime.backends import BackendInfo
+from trt_build.export import GeneratorStep
 
 logger = logging.getLogger(__name__)
 
 Stage = Callable[..., tuple[Tensor, ...]]
-
-
-class _Generator(nn.Module):
-    def __init__(self, model: CMMNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, cls: Tensor, noise: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        z, cond_h, cond_c, mm_h, mm_c, z0_modes = state
-        z_t, (ch, cc) = self.model.conditional.step(z, cls, noise, (cond_h, cond_c))
-        z_modes, (mh, mc, _) = self.model.multimode.step(z_t, (mm_h, mm_c, z0_modes))
-        return z_modes, z_t, ch, cc, mh, mc
 
 
 @dataclass
@@ -108,7 +97,7 @@ class TorchBackend:
         cuda = device.type == "cuda"
         self.half = cuda if half is None else half
         model = copy.deepcopy(model).eval().to(device)
-        self._generator_module = _Generator(model.half() if self.half else model)
+        self._generator_module = GeneratorStep(model.half() if self.half else model)
         self._vae = model.vae
         self._translator = Translator(size).eval().to(device)
         low = "fp16" if self.half else "fp32"

@@ -10,12 +10,9 @@ from torch import Tensor
 
 from rt_smile.runtime.backends import STAGES, BackendError, BackendInfo
 from rt_smile.runtime.onnx_cache import OnnxGraphs
+from trt_build.export import GENERATOR_INPUTS, GENERATOR_OUTPUTS, TRANSLATOR_INPUTS
 
 logger = logging.getLogger(__name__)
-
-_GENERATOR_INPUTS = ("cls", "noise", "z", "cond_h", "cond_c", "mm_h", "mm_c", "z0_modes")
-_TRANSLATOR_INPUTS = ("image", "flow_basis", "neutral", "target", "palette")
-_GENERATOR_OUTPUTS = ("z_modes", "z_next", "cond_h_next", "cond_c_next", "mm_h_next", "mm_c_next")
 
 
 def cached_engines(
@@ -87,7 +84,7 @@ class TensorRTBackend:
         return [out[name] for name in outputs]
 
     def generator(self, cls: Tensor, noise: Tensor, *state: Tensor) -> tuple[Tensor, ...]:
-        return tuple(self._run("generator", _GENERATOR_INPUTS, (cls, noise, *state), _GENERATOR_OUTPUTS))
+        return tuple(self._run("generator", GENERATOR_INPUTS, (cls, noise, *state), GENERATOR_OUTPUTS))
 
     def vae_decode(self, z: Tensor) -> Tensor:
         return self._run("vae_decode", ("z",), (z,), ("landmarks",))[0]
@@ -96,7 +93,7 @@ class TensorRTBackend:
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
         args = (image, flow_basis, neutral, target, palette)
-        return self._run("translator", _TRANSLATOR_INPUTS, args, ("frames",))[0]
+        return self._run("translator", TRANSLATOR_INPUTS, args, ("frames",))[0]
 
     def synchronize(self) -> None:
         torch.cuda.synchronize(self.device)
