@@ -169,6 +169,15 @@ async function updateOverlay() {
 }
 
 // Hooks for automated tests and the curious: frame counts, sizes and canvas snapshots per tile.
+function drawTile(i) {
+  const v = state.tiles[i].video;
+  const canvas = document.createElement("canvas");
+  canvas.width = v.videoWidth;
+  canvas.height = v.videoHeight;
+  canvas.getContext("2d").drawImage(v, 0, 0);
+  return canvas;
+}
+
 window.rtSmile = {
   state,
   start,
@@ -177,13 +186,19 @@ window.rtSmile = {
   frames: () => state.tiles.map((t) => t.frames),
   sizes: () => state.tiles.map((t) => [t.video.videoWidth, t.video.videoHeight]),
   snapshot(i) {
-    const v = state.tiles[i].video;
-    const canvas = document.createElement("canvas");
-    canvas.width = v.videoWidth;
-    canvas.height = v.videoHeight;
-    const ctx = canvas.getContext("2d");
-    ctx.drawImage(v, 0, 0);
-    return Array.from(ctx.getImageData(0, 0, canvas.width, canvas.height).data);
+    const canvas = drawTile(i);
+    return Array.from(canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data);
+  },
+  /** The frame tile i shows now, as a lossless PNG data URL. */
+  snapshotPng: (i) => drawTile(i).toDataURL("image/png"),
+  /** PNG snapshots of every tile, `count` of them `everyMs` apart: [[tile 0 …], [tile 1 …]]. */
+  async record(count, everyMs) {
+    const shots = state.tiles.map(() => []);
+    for (let n = 0; n < count; n += 1) {
+      state.tiles.forEach((_, i) => shots[i].push(window.rtSmile.snapshotPng(i)));
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+    return shots;
   },
 };
 

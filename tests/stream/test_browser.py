@@ -4,6 +4,8 @@ triggered over the data channel visibly changes the frames."""
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
+from PIL import Image
 
 from rt_smile.config import EngineConfig
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
@@ -62,15 +64,16 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             context.close()
 
 
-def _rgb(pixels: list[int], size: int) -> NDArray[np.uint8]:
-    return np.asarray(pixels, np.uint8).reshape(size, size, 4)[..., :3].copy()
-
-
-def _mouth_width(page: Any, tile: int, detector: LandmarkDetector) -> float:
-    """Lip-corner distance (points 61-291) in IOD on a canvas snapshot of ``tile``, by MediaPipe:
-    it grows with a smile and ignores video-compression noise."""
-    face = detect_face(_rgb(page.evaluate(f"window.rtSmile.snapshot({tile})"), 256), detector=detector)
-    return float(np.linalg.norm(face.points[61] - face.points[291]) / face.iod)
+def _mouth_widths(shots: list[str], detector: LandmarkDetector) -> list[float]:
+    """Lip-corner distance (points 61-291) in IOD on each PNG snapshot (a data URL) of one tile,
+    by MediaPipe: it grows with a smile and ignores video-compression noise."""
+    widths = []
+    for url in shots:
+        png = base64.b64decode(url.split(",", 1)[1])
+        rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+        face = detect_face(rgb, detector=detector)
+        widths.append(float(np.linalg.norm(face.points[61] - face.points[291]) / face.iod))
+    return widths
 
 
 def test_browser_shows_two_live_tiles_and_a_triggered_smile(
@@ -94,19 +97,15 @@ def test_browser_shows_two_live_tiles_and_a_triggered_smile(
     assert page.evaluate("window.rtSmile.sizes()") == [[256, 256], [256, 256]]
     page.wait_for_function("!document.getElementById('smile').disabled", timeout=5000)
 
-    before = [_mouth_width(page, i, detector) for i in range(2)]
-    page.wait_for_timeout(700)
-    still = [_mouth_width(page, i, detector) for i in range(2)]
+    # Snapshots are taken in the page at a fixed cadence, so the detection time here cannot
+    # make them miss a smile's apex.
+    idle = [_mouth_widths(shots, detector) for shots in page.evaluate("window.rtSmile.record(8, 100)")]
     page.click("#smile")
-    during: list[list[float]] = [[], []]
-    for _ in range(6):  # snapshots over the first 2 s of the smile
-        page.wait_for_timeout(300)
-        for i in range(2):
-            during[i].append(_mouth_width(page, i, detector))
+    during = [_mouth_widths(shots, detector) for shots in page.evaluate("window.rtSmile.record(30, 100)")]
     for i in range(2):
-        idle_change = abs(still[i] - before[i])
-        smile_change = max(during[i]) - still[i]
-        assert smile_change > max(0.04, 3 * idle_change), (i, idle_change, during[i], still[i])
+        idle_change = max(idle[i]) - min(idle[i])
+        smile_change = max(during[i]) - float(np.median(idle[i]))
+        assert smile_change > max(0.04, 3 * idle_change), (i, idle[i], during[i])
     assert "smile" in page.text_content("#status")
     page.click("#stop")
     assert still_live.wait_idle(baseline) == baseline
