@@ -30,6 +30,7 @@ from rt_smile.train.fidelity import (
     ClosedLoop,
     LoopResult,
     eyelid_gap_ratios,
+    eyelid_offset_floors,
     inner_lip_opening,
     lip_corner_shift,
 )
@@ -45,11 +46,11 @@ def evaluate(
     loop = ClosedLoop(photo, detector, size=size)
     results = [loop.run(n, e) for n, e in REFERENCE_EXPRESSIONS.items()]
     ref = results[0]
+    blink = loop.run("AU45", {"AU45": 1.0})
     checks = {
         "lip_corner_shift_iod_AU12_0.9": round(lip_corner_shift(loop.run("AU12", {"AU12": 0.9}), ref), 4),
-        "eyelid_gap_ratio_AU45_1": [
-            round(r, 3) for r in eyelid_gap_ratios(loop.run("AU45", {"AU45": 1.0}), ref)
-        ],
+        "eyelid_gap_ratio_AU45_1": [round(r, 3) for r in eyelid_gap_ratios(blink, ref)],
+        "eyelid_gap_horizontal_part_AU45_1": [round(r, 3) for r in eyelid_offset_floors(blink, ref)],
         "inner_lip_opening_iod_AU25_0.7_AU26_0.4": round(
             inner_lip_opening(loop.run("AU25+26", {"AU25": 0.7, "AU26": 0.4}), ref), 4
         ),
@@ -82,9 +83,8 @@ def main() -> None:
             contact_sheet(results, ROOT / "docs" / "contact_sheet.png")
     if SHARED.is_dir():
         for f in sorted(SHARED.glob("obama*")):
-            if "partial" in f.name:
-                continue
-            report.append(evaluate(f"shared/{f.name} (metrics only)", load_image(f), detector, 256)[0])
+            for size in (256, 512):
+                report.append(evaluate(f"shared/{f.name} (metrics only)", load_image(f), detector, size)[0])
     out = ROOT / "benchmarks" / "results" / "closed_loop.json"
     out.write_text(
         json.dumps({"benchmark": "closed_loop", "machine": machine_info(), "results": report}, indent=2)

@@ -25,18 +25,21 @@ def translator_table(data: dict[str, Any]) -> str:
 def closed_loop_table(data: dict[str, Any]) -> str:
     names = ["neutral", "closed smile", "open smile", "blink"]
     rows = [
-        "| photo | size | " + " | ".join(names) + " | AU12 0.9: lip corners move | AU45 1: lid gaps "
+        "| photo | size | " + " | ".join(names) + " | blink: moved-point error ratio "
+        "| AU12 0.9: lip corners move | AU45 1: lid gaps (horizontal part) "
         "| AU25 0.7 + AU26 0.4: lips open by |",
-        "|---" * (len(names) + 5) + "|",
+        "|---" * (len(names) + 6) + "|",
     ]
     for e in data["results"]:
         err = {x["expression"]: x["mean_error_iod"] for x in e["expressions"]}
+        moved = {x["expression"]: x["moved_error_ratio"] for x in e["expressions"]}
         c = e["checks"]
-        lids = c["eyelid_gap_ratio_AU45_1"]
+        lids, flat = c["eyelid_gap_ratio_AU45_1"], c["eyelid_gap_horizontal_part_AU45_1"]
         rows.append(
             f"| {e['photo']} | {e['size']} | "
             + " | ".join(f"{err[n]:.3f}" for n in names)
-            + f" | {c['lip_corner_shift_iod_AU12_0.9']:.3f} | {lids[0]:.2f} / {lids[1]:.2f}"
+            + f" | {moved['blink']:.2f} | {c['lip_corner_shift_iod_AU12_0.9']:.3f}"
+            f" | {lids[0]:.2f} / {lids[1]:.2f} ({flat[0]:.2f} / {flat[1]:.2f})"
             f" | {c['inner_lip_opening_iod_AU25_0.7_AU26_0.4']:.3f} |"
         )
     return "\n".join(rows)

@@ -408,9 +408,11 @@ class Translator(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Closing upper lids: pix (B, 2·P, 2), the right eye's ROI pixels then the left's →
         RGB (B, 3, 2·P) and alpha (B, 2·P). The lid covers what was eye opening in the photo and
-        now lies above the target lid line, fading in from its top so it meets the skin above
-        without an edge, with a thin lash line at its margin. neutral (B, N, 2), palette (B, 5, 3).
-        Both eyes are stacked on the batch axis, each over its own half of the pixels."""
+        now lies above the target lid line, with a thin lash line at its margin. Its top rises
+        above the neutral lid line by as much as the lid dropped there, so the lid is a lens that
+        tapers to the eye corners (not a box with straight sides), and it fades in from that top
+        so it meets the skin above without an edge. neutral (B, N, 2), palette (B, 5, 3). Both
+        eyes are stacked on the batch axis, each over its own half of the pixels."""
         idx = self.eye_idx
         up_t = torch.cat([target[:, idx[0]], target[:, idx[1]]])  # (2B, K, 2): right eyes, left eyes
         lo_t = torch.cat([target[:, idx[2]], target[:, idx[3]]])
@@ -419,11 +421,12 @@ class Translator(nn.Module):
         s, t = frame.coords(torch.cat(pix.chunk(2, dim=1)))  # (2B, P)
         t_n, t_t, t_lo = frame.curve(s, up_n), frame.curve(s, up_t), frame.curve(s, lo_t)
         e = self.edge
-        closing = ((t_t - t_n) / e - 1.0).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
+        drop = (t_t - t_n).clamp_min(0.0)
+        closing = (drop / e).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
         # where the lids meet, also cover the eye interior squeezed into the lid line
         meet = (1.0 - (t_lo - t_t) / (3.0 * e)).clamp(0.0, 1.0)
         bottom = t_t + 1.5 * e * meet
-        top = t_n - 3.0 * e
+        top = t_n - drop - 2.0 * e
         fade = ((t - top) / (0.6 * (bottom - top)).clamp_min(e)).clamp(0.0, 1.0)
         alpha = _band(t, top, bottom, e) * fade * closing
         lash = 0.85 * _band(t, bottom - 1.2 * e, bottom, 0.5 * e) * closing

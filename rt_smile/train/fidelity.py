@@ -120,6 +120,19 @@ def eyelid_gap_ratios(result: LoopResult, reference: LoopResult) -> tuple[float,
     )
 
 
+def eyelid_offset_floors(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
+    """The part of each re-detected eyelid-gap ratio that is horizontal: |x(159) − x(145)| (and
+    386-374) on the render, over the reference render's gap. MediaPipe keeps upper and lower lid
+    points about 0.02 IOD apart along a closed lid, so a gap ratio cannot fall below this."""
+
+    def floor(pair: tuple[int, int]) -> float:
+        dx = abs(result.detected[pair[0], 0] - result.detected[pair[1], 0])
+        gap = np.linalg.norm(reference.detected[pair[0]] - reference.detected[pair[1]])
+        return float(dx / max(gap, 1e-6))
+
+    return floor(topo.RIGHT_EYELID), floor(topo.LEFT_EYELID)
+
+
 def inner_lip_opening(result: LoopResult, reference: LoopResult) -> float:
     """Increase of the re-detected inner-lip gap (13-14) over the reference render, IOD."""
     a, b = topo.UPPER_INNER_LIP_MID, topo.LOWER_INNER_LIP_MID
