@@ -176,22 +176,12 @@ def relative_error(out: NDArray[Any], ref: NDArray[Any]) -> float:
     return float(np.linalg.norm(np.asarray(out, np.float64) - ref64)) / norm
 
 
-def _session(path: Path) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise ImportError(
-            "onnxruntime is not installed; install it with: pip install 'rt_smile[onnx]'"
-        ) from exc
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def parity(spec: GraphSpec, path: Path, steps: int = 1, feedback: Callable[..., Any] | None = None) -> float:
     """Largest relative error of onnxruntime against torch FP32 over ``steps`` calls; with
     ``feedback(inputs, outputs) -> inputs`` (the generator's state), each call feeds the next."""
-    session = _session(path)
+    from rt_smile.runtime.backends.ort_backend import open_session
+
+    session = open_session(path)
     torch_in, ort_in = spec.inputs, [t.numpy() for t in spec.inputs]
     worst = 0.0
     with torch.no_grad():

@@ -17,9 +17,16 @@ from trt_build.export import GENERATOR_INPUTS, TRANSLATOR_INPUTS
 logger = logging.getLogger(__name__)
 
 
-def open_session(path: Any, threads: int) -> Any:
-    """An onnxruntime CPU session on ``path`` with ``threads`` intra-op threads."""
-    import onnxruntime as ort
+def open_session(path: Any, threads: int = 0) -> Any:
+    """An onnxruntime CPU session on ``path`` with ``threads`` intra-op threads (0: onnxruntime's
+    default). Raises ImportError naming the extra when onnxruntime is missing, BackendError when
+    it cannot load the file."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ImportError(
+            "onnxruntime is not installed; install it with: pip install 'rt_smile[onnx]'"
+        ) from exc
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
