@@ -447,6 +447,14 @@ def _add_train_parser(sub: Any) -> None:
         "mode (0: off)",
     )
     train.add_argument(
+        "--noise-candidates",
+        type=_positive_int,
+        default=1,
+        metavar="M",
+        help="noise draws per training sequence, training on the nearest (implicit maximum "
+        "likelihood; M > 1 also holds one noise vector per sequence); default 1",
+    )
+    train.add_argument(
         "--no-anchors", action="store_true", help="do not keep the training faces' codes as anchors"
     )
     train.add_argument("--restart", action="store_true", help="ignore a training state in DIR")
@@ -682,6 +690,7 @@ def run_train(args: argparse.Namespace) -> int:
         w_diversity=args.diversity_weight,
         w_class=args.w_class,
         anchors=not args.no_anchors,
+        noise_candidates=args.noise_candidates,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

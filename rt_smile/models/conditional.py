@@ -35,6 +35,10 @@ class ConditionalConfig:
     class_dim: int = 16
     #: Size of the noise vector fed at every step.
     noise_dim: int = 16
+    #: Draw one noise vector per sequence and feed it at every step (a latent "style" of the whole
+    #: smile: amplitude, timing, lip parting), rather than fresh noise each step, which an LSTM
+    #: trained by regression learns to ignore. Models trained with noise candidates use this.
+    hold_noise: bool = False
     #: LSTM width.
     hidden: int = 256
     #: Stacked LSTM layers.
@@ -133,6 +137,9 @@ class ConditionalLSTM(nn.Module):
         return torch.stack(out, dim=1)
 
     def sample_noise(self, batch: int, steps: int, generator: torch.Generator | None = None) -> Tensor:
-        """Standard normal noise (batch, steps, noise_dim) on this module's device."""
+        """Standard normal noise (batch, steps, noise_dim) on this module's device: one draw per
+        sequence repeated over the steps with ``config.hold_noise``, else one per step."""
         device = self.head.weight.device
-        return torch.randn(batch, steps, self.config.noise_dim, generator=generator, device=device)
+        draws = 1 if self.config.hold_noise else steps
+        noise = torch.randn(batch, draws, self.config.noise_dim, generator=generator, device=device)
+        return noise.expand(batch, steps, -1).contiguous()

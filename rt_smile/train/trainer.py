@@ -28,6 +28,7 @@ from rt_smile.data.sequences import SmileSequences
 from rt_smile.data.synthetic import SynthConfig, generate
 from rt_smile.io.checkpoint import save_cmmnet
 from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
+from rt_smile.models.conditional import ConditionalConfig
 from rt_smile.models.multimode import MultiModeConfig
 from rt_smile.train.class_term import LatentClassifier, fit_latent_classifier
 from rt_smile.train.losses import best_of_k_loss, class_loss, diversity_loss, vae_loss
@@ -70,6 +71,11 @@ class TrainConfig:
     class_steps: int = 300
     #: Keep the training faces' neutral codes as anchors (see ``CMMNetConfig.anchors``).
     anchors: bool = True
+    #: Noise candidates per training sequence (implicit maximum likelihood, Li & Malik 2018):
+    #: with more than 1, the noise is one draw per sequence (``ConditionalConfig.hold_noise``)
+    #: and each step trains on the candidate whose conditional unroll lands nearest the data,
+    #: so that different noise gives different, data-like smiles instead of being ignored.
+    noise_candidates: int = 1
     log_every: int = 50
     checkpoint_every: int = 500
 
@@ -101,6 +107,7 @@ class Trainer:
         self.train_set, self.test_set = data.split_by_identity(config.test_fraction, config.split_seed)
         torch.manual_seed(config.seed)
         model_config = CMMNetConfig(
+            conditional=ConditionalConfig(hold_noise=config.noise_candidates > 1),
             multimode=MultiModeConfig(modes=config.modes),
             anchors=len(self.train_set) if config.anchors else 0,
         )
@@ -208,7 +215,7 @@ class Trainer:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, model = self.config, self.model
         z0, target = codes[:, 0], codes[:, 1:]  # (B, z), (B, L-1, z)
-        noise = model.conditional.sample_noise(len(codes), target.shape[1], generator=self.rng)
+        noise = self._nearest_noise(z0, cls, target)
         z_cond = model.conditional.unroll(z0, cls, noise)  # (B, L-1, z)
         z_modes = model.multimode.unroll(z_cond, z0)  # (B, K, L-1, z)
         wta, winner = best_of_k_loss(z_modes, target, relax=cfg.relax)
@@ -226,6 +233,20 @@ class Trainer:
             "min_mode_share": wins.min().item(),
         }
         return loss, parts
+
+    @torch.no_grad()
+    def _nearest_noise(self, z0: torch.Tensor, cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, L-1, noise_dim) noise: of ``noise_candidates`` draws per sequence, the one whose
+        conditional unroll is nearest the target (one plain draw when there is one candidate)."""
+        m, (b, steps) = self.config.noise_candidates, target.shape[:2]
+        cond = self.model.conditional
+        noise = cond.sample_noise(b * m, steps, generator=self.rng)  # candidate j of sample i: i·m + j
+        if m == 1:
+            return noise
+        z = cond.unroll(z0.repeat_interleave(m, 0), cls.repeat_interleave(m, 0), noise)
+        err = (z - target.repeat_interleave(m, 0)).square().mean((1, 2)).view(b, m)
+        pick = torch.arange(b) * m + err.argmin(1)
+        return noise[pick]
 
     def _class_term(self, z_modes: torch.Tensor, z0: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the frozen latent classifier on every mode's z-motion."""

@@ -126,3 +126,13 @@ def test_traced_step_matches_eager(model: ConditionalLSTM) -> None:
             s_e, s_t = (rest_e[0], rest_e[1]), (rest_t[0], rest_t[1])
     torch.testing.assert_close(z_t, z_e)
     torch.testing.assert_close(s_t, s_e)
+
+
+def test_held_noise_is_one_draw_per_sequence() -> None:
+    held = ConditionalLSTM(ConditionalConfig(hidden=32, hold_noise=True))
+    noise = held.sample_noise(3, 7, generator=torch.Generator().manual_seed(0))
+    assert noise.shape == (3, 7, 16) and noise.is_contiguous()
+    assert torch.equal(noise, noise[:, :1].expand(-1, 7, -1)), "the same vector at every step"
+    assert not torch.allclose(noise[0, 0], noise[1, 0]), "each sequence its own draw"
+    fresh = ConditionalLSTM(ConditionalConfig(hidden=32)).sample_noise(1, 7)
+    assert not torch.allclose(fresh[0, 0], fresh[0, 1]), "without holding, a new draw each step"

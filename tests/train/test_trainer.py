@@ -3,6 +3,7 @@ that load, and a resumed run that does not train again."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,3 +35,25 @@ def test_tiny_training_writes_loadable_weights_with_anchors(tmp_path: Path) -> N
     for k, v in again.model.state_dict().items():
         if not k.startswith("anchor_"):
             assert torch.equal(v, before[k]), f"{k} changed: a finished run is not trained again"
+
+
+def test_noise_candidates_train_on_the_nearest_draw(tmp_path: Path) -> None:
+    config = replace(TINY, w_class=0.0, noise_candidates=6)
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    assert trainer.model.conditional.config.hold_noise, "candidates are whole-sequence draws"
+    cond = trainer.model.conditional
+    g = torch.Generator().manual_seed(3)
+    z0, cls = torch.randn(4, cond.config.z_dim, generator=g), torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        target = cond.unroll(z0, cls, cond.sample_noise(4, 12, generator=g)) + 0.01
+    state = trainer.rng.get_state()
+    picked = trainer._nearest_noise(z0, cls, target)
+    trainer.rng.set_state(state)  # the same six candidates per sequence, to score each one
+    candidates = cond.sample_noise(4 * 6, 12, generator=trainer.rng).view(4, 6, 12, -1)
+    with torch.no_grad():
+        errs = torch.stack(
+            [(cond.unroll(z0, cls, candidates[:, j]) - target).square().mean((1, 2)) for j in range(6)], 1
+        )
+        picked_err = (cond.unroll(z0, cls, picked) - target).square().mean((1, 2))
+    assert torch.allclose(picked_err, errs.min(1).values, atol=1e-6)
+    assert (errs.max(1).values > picked_err * 1.01).all(), "the draws differ, and the nearest one won"
