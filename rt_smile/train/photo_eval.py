@@ -78,7 +78,9 @@ def photo_reference(neutral: Seq, per_class: int = 120, seed: int = 0) -> dict[i
     return out
 
 
-def _generate(model: CMMNet, neutral: Seq, label: int, draws: int, length: int, seed: int) -> tuple[Seq, Seq]:
+def generate_draws(
+    model: CMMNet, neutral: Seq, label: int, draws: int, length: int, seed: int
+) -> tuple[Seq, Seq]:
     """(draws, K, T, 468, 2) multi-mode sequences and (draws, T, 468, 2) K = 1 sequences."""
     gen = torch.Generator().manual_seed(seed)
     n = torch.from_numpy(neutral).float()[None].expand(draws, -1, -1)
@@ -133,7 +135,7 @@ def evaluate_photo(
     own = photo_reference(neutral, seed=seed)
     out: dict[str, dict[str, Any]] = {}
     for label, name in enumerate(CLASSES):
-        multi, single = _generate(model, neutral, label, draws, ref.length, seed + label)
+        multi, single = generate_draws(model, neutral, label, draws, ref.length, seed + label)
         flat = [s for modes in multi for s in modes]
         n = len(own[label]) // 2
         half_a, half_b = own[label][:n], own[label][n:]
