@@ -455,6 +455,9 @@ def _add_train_parser(sub: Any) -> None:
         "likelihood; M > 1 also holds one noise vector per sequence); default 1",
     )
     train.add_argument(
+        "--noise-dim", type=_positive_int, default=16, help="size of the generator's noise vector (16)"
+    )
+    train.add_argument(
         "--no-anchors", action="store_true", help="do not keep the training faces' codes as anchors"
     )
     train.add_argument("--restart", action="store_true", help="ignore a training state in DIR")
@@ -691,6 +694,7 @@ def run_train(args: argparse.Namespace) -> int:
         w_class=args.w_class,
         anchors=not args.no_anchors,
         noise_candidates=args.noise_candidates,
+        noise_dim=args.noise_dim,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -70,7 +70,7 @@ def generate_landmarks(
     further noise draws (each group of the model's modes gets its own noise)."""
     groups = groups_for(modes, model.modes)
     gen = torch.Generator().manual_seed(seed)
-    noise = torch.randn(groups, frames, model.config.conditional.noise_dim, generator=gen)
+    noise = model.conditional.sample_noise(groups, frames, generator=gen)
     neutral = torch.from_numpy(neutral_aligned[:NUM_LANDMARKS]).float()[None].expand(groups, -1, -1)
     cls = torch.full((groups,), CLASSES.index(smile_class), dtype=torch.long)
     with torch.no_grad():

@@ -76,6 +76,9 @@ class TrainConfig:
     #: and each step trains on the candidate whose conditional unroll lands nearest the data,
     #: so that different noise gives different, data-like smiles instead of being ignored.
     noise_candidates: int = 1
+    #: Size of the conditional LSTM's noise vector (fewer dimensions: M candidates cover them
+    #: more densely).
+    noise_dim: int = 16
     log_every: int = 50
     checkpoint_every: int = 500
 
@@ -107,7 +110,7 @@ class Trainer:
         self.train_set, self.test_set = data.split_by_identity(config.test_fraction, config.split_seed)
         torch.manual_seed(config.seed)
         model_config = CMMNetConfig(
-            conditional=ConditionalConfig(hold_noise=config.noise_candidates > 1),
+            conditional=ConditionalConfig(noise_dim=config.noise_dim, hold_noise=config.noise_candidates > 1),
             multimode=MultiModeConfig(modes=config.modes),
             anchors=len(self.train_set) if config.anchors else 0,
         )
