@@ -22,7 +22,7 @@ import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
+class LoadedEngine(NamedTuple):
+    """One engine from the cache: its bytes, its file, and the engine TensorRT deserialized
+    from them while checking a cached file (None after a fresh build), so a runner need not
+    deserialize it again."""
+
+    data: bytes
+    path: Path
+    engine: Any = None
+
+
 class EngineCache:
     """Engines in ``folder``: ``NAME-….engine`` with a ``.json`` sidecar holding its key and hash."""
 
@@ -202,16 +212,18 @@ class EngineCache:
         precision: str = "fp16",
         profile: Profile = Profile(),
         modes: int = 4,
-    ) -> tuple[bytes, Path]:
-        """The engine's bytes, built (and cached) if there is no usable one."""
+    ) -> LoadedEngine:
+        """The engine, built (and cached) if there is no usable one."""
         key = self.key(onnx_path, precision, profile)
         engine, sidecar = self.paths(name, key)
         reason = self.stale_reason(name, key)
         if reason is None:
             data = engine.read_bytes()
-            if self._deserializes(data):
+            runtime = self.trt.Runtime(self.trt.Logger(self.trt.Logger.ERROR))
+            deserialized = runtime.deserialize_cuda_engine(data)
+            if deserialized is not None:
                 logger.info("engine %s from cache", engine.name)
-                return data, engine
+                return LoadedEngine(data, engine, deserialized)
             reason = "TensorRT could not deserialize it"
         if engine.exists():
             logger.warning("rebuilding %s: %s", engine.name, reason)
@@ -221,11 +233,7 @@ class EngineCache:
         _write_atomic(engine, data)
         meta = {"key": key.to_dict(), "engine_sha256": _sha256(data), "onnx": str(onnx_path)}
         _write_atomic(sidecar, json.dumps(meta, indent=1).encode())
-        return data, engine
-
-    def _deserializes(self, data: bytes) -> bool:
-        runtime = self.trt.Runtime(self.trt.Logger(self.trt.Logger.ERROR))
-        return runtime.deserialize_cuda_engine(data) is not None
+        return LoadedEngine(data, engine)
 
 
 def _compute_capability() -> str:

@@ -50,11 +50,13 @@ def check_shape(name: str, shape: Shape, bounds: tuple[Shape, Shape, Shape]) -> 
 class TrtRunner:
     """One deserialized engine and its execution context."""
 
-    def __init__(self, trt: Any, engine_bytes: bytes, device: torch.device) -> None:
+    def __init__(self, trt: Any, engine: Any, device: torch.device) -> None:
+        """``engine``: serialized bytes, or an engine TensorRT already deserialized."""
         self.trt = trt
         self.device = device
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = runtime.deserialize_cuda_engine(engine_bytes)
+        if isinstance(engine, (bytes, bytearray, memoryview)):
+            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine)
+        self.engine = engine
         if self.engine is None:
             raise EngineError("TensorRT could not deserialize the engine; rebuild it with 'rt-smile build'")
         self.context = self.engine.create_execution_context()

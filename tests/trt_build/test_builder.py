@@ -36,11 +36,13 @@ def _cache(
 
 def test_builds_once_then_loads_from_the_cache(onnx_files: dict[str, Path], tmp_path: Path) -> None:
     cache, trt = _cache(tmp_path)
-    data, path = cache.load("vae_decode", onnx_files["vae_decode"])
+    data, path, engine = cache.load("vae_decode", onnx_files["vae_decode"])
     assert data.startswith(MAGIC) and path.is_file() and len(trt.record.builds) == 1
+    assert engine is None, "a fresh build is deserialized once, by the runner"
     assert trt.record.builds[0]["precision"] == "fp16"
-    again, _ = cache.load("vae_decode", onnx_files["vae_decode"])
-    assert again == data and len(trt.record.builds) == 1
+    again = cache.load("vae_decode", onnx_files["vae_decode"])
+    assert again.data == data and len(trt.record.builds) == 1
+    assert again.engine is not None, "the cached file was deserialized to check it: kept for the runner"
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["key"]["tensorrt"] == "10.15.1" and meta["key"]["compute_capability"] == "sm_90"
     assert cache.timing_cache.is_file(), "the timing cache is kept for the next build"
@@ -58,10 +60,10 @@ def test_an_engine_from_another_tensorrt_or_gpu_is_rebuilt(
     version: str, capability: str, why: str,
 ) -> None:  # fmt: skip
     other, _ = _cache(tmp_path, version, capability)
-    _, path = other.load("vae_decode", onnx_files["vae_decode"])
+    path = other.load("vae_decode", onnx_files["vae_decode"]).path
     here, trt = _cache(tmp_path)
     with caplog.at_level(logging.WARNING, logger="trt_build.builder"):
-        data, again = here.load("vae_decode", onnx_files["vae_decode"])
+        data, again, _ = here.load("vae_decode", onnx_files["vae_decode"])
     assert again == path and len(trt.record.builds) == 1, "same file name, rebuilt in place"
     assert any("rebuilding" in r.message and why in r.message for r in caplog.records), caplog.text
     assert json.loads(path.with_suffix(".json").read_text())["key"]["tensorrt"] == "10.15.1"
@@ -72,10 +74,10 @@ def test_a_corrupt_engine_is_rebuilt(
     onnx_files: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache, trt = _cache(tmp_path)
-    data, path = cache.load("vae_decode", onnx_files["vae_decode"])
+    data, path, _ = cache.load("vae_decode", onnx_files["vae_decode"])
     path.write_bytes(data[: len(data) // 2])  # truncated
     with caplog.at_level(logging.WARNING, logger="trt_build.builder"):
-        again, _ = cache.load("vae_decode", onnx_files["vae_decode"])
+        again = cache.load("vae_decode", onnx_files["vae_decode"]).data
     assert again == data and len(trt.record.builds) == 2
     assert "corrupt" in caplog.text
 
@@ -84,7 +86,7 @@ def test_an_engine_tensorrt_refuses_is_rebuilt(
     onnx_files: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache, trt = _cache(tmp_path)
-    _, path = cache.load("vae_decode", onnx_files["vae_decode"])
+    path = cache.load("vae_decode", onnx_files["vae_decode"]).path
     garbage = b"not an engine at all"
     path.write_bytes(garbage)
     meta = json.loads(path.with_suffix(".json").read_text())
@@ -93,17 +95,17 @@ def test_an_engine_tensorrt_refuses_is_rebuilt(
     meta["engine_sha256"] = hashlib.sha256(garbage).hexdigest()  # hash matches: only TensorRT can tell
     path.with_suffix(".json").write_text(json.dumps(meta))
     with caplog.at_level(logging.WARNING, logger="trt_build.builder"):
-        data, _ = cache.load("vae_decode", onnx_files["vae_decode"])
+        data = cache.load("vae_decode", onnx_files["vae_decode"]).data
     assert data.startswith(MAGIC) and len(trt.record.builds) == 2
     assert "could not deserialize" in caplog.text
 
 
 def test_the_key_covers_precision_profile_and_onnx(onnx_files: dict[str, Path], tmp_path: Path) -> None:
     cache, trt = _cache(tmp_path)
-    _, fp16 = cache.load("vae_decode", onnx_files["vae_decode"], "fp16")
-    _, fp32 = cache.load("vae_decode", onnx_files["vae_decode"], "fp32")
-    _, big = cache.load("vae_decode", onnx_files["vae_decode"], "fp16", Profile(1, 4, 128))
-    _, gen = cache.load("generator_step", onnx_files["generator_step"], "fp16")
+    fp16 = cache.load("vae_decode", onnx_files["vae_decode"], "fp16").path
+    fp32 = cache.load("vae_decode", onnx_files["vae_decode"], "fp32").path
+    big = cache.load("vae_decode", onnx_files["vae_decode"], "fp16", Profile(1, 4, 128)).path
+    gen = cache.load("generator_step", onnx_files["generator_step"], "fp16").path
     assert len({fp16, fp32, big, gen}) == 4 and len(trt.record.builds) == 4
     assert [b["precision"] for b in trt.record.builds] == ["fp16", "fp32", "fp16", "fp16"]
 

@@ -249,4 +249,4 @@ def build_all_engines(model: CMMNet, options: BackendOptions) -> dict[str, Path]
     engines = cached_engines(
         graphs, _engine_folder(options), options.max_batch, model.modes, options.precision
     )
-    return {stage: path for stage, (_data, path) in engines.items()}
+    return {stage: e.path for stage, e in engines.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -12,14 +13,17 @@ from rt_smile.runtime.backends import STAGES, BackendError, BackendInfo
 from rt_smile.runtime.onnx_cache import OnnxGraphs
 from trt_build.export import GENERATOR_INPUTS, GENERATOR_OUTPUTS, TRANSLATOR_INPUTS
 
+if TYPE_CHECKING:
+    from trt_build.builder import LoadedEngine
+
 logger = logging.getLogger(__name__)
 
 
 def cached_engines(
     graphs: OnnxGraphs, cache: Path, max_batch: int, modes: int, precision: str = "fp16"
-) -> dict[str, tuple[bytes, Path]]:
-    """Every graph's engine (bytes, file) from the cache, built where missing or stale: the
-    recurrent graphs at ``precision``, the translator in FP32."""
+) -> dict[str, LoadedEngine]:
+    """Every graph's engine from the cache, built where missing or stale: the recurrent graphs
+    at ``precision``, the translator in FP32."""
     from trt_build.builder import EngineCache, EngineError, Profile
 
     try:
@@ -38,7 +42,8 @@ def cached_engines(
 class TensorRTBackend:
     """``StepBackend`` on TensorRT engines (one CUDA device)."""
 
-    def __init__(self, engines: dict[str, bytes], device: torch.device, precision: str = "fp16") -> None:
+    def __init__(self, engines: dict[str, Any], device: torch.device, precision: str = "fp16") -> None:
+        """``engines``: per stage, serialized bytes or an engine TensorRT already deserialized."""
         from trt_build.builder import EngineError, load_tensorrt
         from trt_build.runner import TrtRunner
 
@@ -64,7 +69,8 @@ class TensorRTBackend:
     ) -> TensorRTBackend:  # fmt: skip
         """Engines for ``graphs`` (``modes``: the model's K) from ``cache``, built as needed."""
         engines = cached_engines(graphs, cache, max_batch, modes, precision)
-        return cls({stage: data for stage, (data, _path) in engines.items()}, device, precision)
+        loaded = {stage: e.data if e.engine is None else e.engine for stage, e in engines.items()}
+        return cls(loaded, device, precision)
 
     def _run(
         self, stage: str, names: tuple[str, ...], args: tuple[Tensor, ...], outputs: tuple[str, ...]
