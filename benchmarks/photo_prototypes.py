@@ -36,7 +36,7 @@ from rt_smile.face.landmarks import detect_face, make_detector
 from rt_smile.io.checkpoint import default_weights_path, load_cmmnet
 from rt_smile.io.images import load_image
 from rt_smile.train.classifier import features
-from rt_smile.train.metrics import frechet_distance
+from rt_smile.train.metrics import frechet_distance, pad_to
 from rt_smile.train.photo_eval import generate_draws, photo_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,16 +44,9 @@ LENGTH = 150
 CLUSTERS = (4, 8, 16, 60)
 
 
-def _padded(seq: NDArray[np.float64]) -> NDArray[np.float64]:
-    """(T, 468, 2) → (LENGTH, 468, 2), holding the last (neutral) frame."""
-    if len(seq) >= LENGTH:
-        return seq[:LENGTH]
-    return np.concatenate([seq, np.repeat(seq[-1:], LENGTH - len(seq), 0)])
-
-
 def prototypes(seqs: list[NDArray[np.float64]], k: int, seed: int = 0) -> list[NDArray[np.float64]]:
     """Each sequence replaced by the mean of its k-means cluster (k ≥ len: the sequences)."""
-    x = np.stack([_padded(s) for s in seqs]).reshape(len(seqs), -1)
+    x = np.stack([pad_to(s, LENGTH) for s in seqs]).reshape(len(seqs), -1)
     if k >= len(x):
         return [row.reshape(LENGTH, -1, 2) for row in x]
     rng = np.random.default_rng(seed)

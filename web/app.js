@@ -185,10 +185,6 @@ window.rtSmile = {
   send,
   frames: () => state.tiles.map((t) => t.frames),
   sizes: () => state.tiles.map((t) => [t.video.videoWidth, t.video.videoHeight]),
-  snapshot(i) {
-    const canvas = drawTile(i);
-    return Array.from(canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data);
-  },
   /** The frame tile i shows now, as a lossless PNG data URL. */
   snapshotPng: (i) => drawTile(i).toDataURL("image/png"),
   /** PNG snapshots of every tile, `count` of them `everyMs` apart: [[tile 0 …], [tile 1 …]]. */
