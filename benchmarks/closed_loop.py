@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
 from rt_smile.config import DetectorConfig
+from rt_smile.face import topology as topo
 from rt_smile.face.landmarks import LandmarkDetector, make_detector
 from rt_smile.io.images import load_image, save_png
 from rt_smile.train.fidelity import (
@@ -31,6 +32,7 @@ from rt_smile.train.fidelity import (
     LoopResult,
     eyelid_gap_ratios,
     eyelid_offset_floors,
+    eyelid_sideways_offsets,
     inner_lip_opening,
     lip_corner_shift,
 )
@@ -38,6 +40,14 @@ from rt_smile.train.fidelity import (
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "rt_smile" / "assets" / "astronaut.png"
 SHARED = ROOT.parent / "shared" / "data" / "faces"
+
+
+LIDS = (topo.RIGHT_EYELID, topo.LEFT_EYELID)
+
+
+def _gap(result: LoopResult, pair: tuple[int, int]) -> float:
+    """Re-detected distance between the two points of ``pair``, pixels."""
+    return float(np.linalg.norm(result.detected[pair[0]] - result.detected[pair[1]]))
 
 
 def evaluate(
@@ -51,6 +61,8 @@ def evaluate(
         "lip_corner_shift_iod_AU12_0.9": round(lip_corner_shift(loop.run("AU12", {"AU12": 0.9}), ref), 4),
         "eyelid_gap_ratio_AU45_1": [round(r, 3) for r in eyelid_gap_ratios(blink, ref)],
         "eyelid_gap_horizontal_part_AU45_1": [round(r, 3) for r in eyelid_offset_floors(blink, ref)],
+        "eyelid_gap_neutral_iod": [round(_gap(ref, p) / ref.iod, 4) for p in LIDS],
+        "eyelid_sideways_offset_AU45_1_iod": [round(r, 4) for r in eyelid_sideways_offsets(blink)],
         "inner_lip_opening_iod_AU25_0.7_AU26_0.4": round(
             inner_lip_opening(loop.run("AU25+26", {"AU25": 0.7, "AU26": 0.4}), ref), 4
         ),

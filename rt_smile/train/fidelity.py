@@ -120,17 +120,23 @@ def eyelid_gap_ratios(result: LoopResult, reference: LoopResult) -> tuple[float,
     )
 
 
+def eyelid_sideways_offsets(result: LoopResult) -> tuple[float, float]:
+    """|x(159) − x(145)| and |x(386) − x(374)| as re-detected, IOD. MediaPipe keeps upper and
+    lower lid points apart sideways along a closed lid (0.01-0.03 IOD measured)."""
+    return tuple(  # type: ignore[return-value]
+        abs(result.detected[a, 0] - result.detected[b, 0]) / result.iod
+        for a, b in (topo.RIGHT_EYELID, topo.LEFT_EYELID)
+    )
+
+
 def eyelid_offset_floors(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
-    """The part of each re-detected eyelid-gap ratio that is horizontal: |x(159) − x(145)| (and
-    386-374) on the render, over the reference render's gap. MediaPipe keeps upper and lower lid
-    points about 0.02 IOD apart along a closed lid, so a gap ratio cannot fall below this."""
-
-    def floor(pair: tuple[int, int]) -> float:
-        dx = abs(result.detected[pair[0], 0] - result.detected[pair[1], 0])
-        gap = np.linalg.norm(reference.detected[pair[0]] - reference.detected[pair[1]])
-        return float(dx / max(gap, 1e-6))
-
-    return floor(topo.RIGHT_EYELID), floor(topo.LEFT_EYELID)
+    """The horizontal part of each re-detected eyelid-gap ratio: ``eyelid_sideways_offsets`` of
+    the render over the reference render's gap. A gap ratio cannot fall below it."""
+    offsets = eyelid_sideways_offsets(result)
+    return tuple(  # type: ignore[return-value]
+        dx * result.iod / max(float(np.linalg.norm(reference.detected[a] - reference.detected[b])), 1e-6)
+        for dx, (a, b) in zip(offsets, (topo.RIGHT_EYELID, topo.LEFT_EYELID), strict=True)
+    )
 
 
 def inner_lip_opening(result: LoopResult, reference: LoopResult) -> float:
