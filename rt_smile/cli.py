@@ -455,7 +455,25 @@ def _add_train_parser(sub: Any) -> None:
         "likelihood; M > 1 also holds one noise vector per sequence); default 1",
     )
     train.add_argument(
+        "--candidate-match",
+        choices=("conditional", "modes"),
+        default="conditional",
+        help="what picks the nearest noise candidate: the conditional LSTM's unroll, or the best of "
+        "the K modes (default conditional)",
+    )
+    train.add_argument(
         "--noise-dim", type=_positive_int, default=16, help="size of the generator's noise vector (16)"
+    )
+    train.add_argument(
+        "--energy-draws",
+        type=_positive_int,
+        default=1,
+        metavar="M",
+        help="noise draws per training sequence for the energy score of all their modes against the "
+        "data (M > 1 also holds one noise vector per sequence); default 1: off",
+    )
+    train.add_argument(
+        "--gen-batch", type=_positive_int, default=64, help="training sequences per generator step (64)"
     )
     train.add_argument(
         "--no-anchors", action="store_true", help="do not keep the training faces' codes as anchors"
@@ -695,6 +713,9 @@ def run_train(args: argparse.Namespace) -> int:
         anchors=not args.no_anchors,
         noise_candidates=args.noise_candidates,
         noise_dim=args.noise_dim,
+        candidate_match=args.candidate_match,
+        energy_draws=args.energy_draws,
+        gen_batch=args.gen_batch,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -100,6 +100,30 @@ def diversity_loss(pred: Tensor, margin: float, per_point: bool = False) -> Tens
     return F.relu(margin - pairwise_mode_distance(pred, per_point)).mean()
 
 
+def energy_score(samples: Tensor, target: Tensor) -> Tensor:
+    """Energy score of a set of model samples against one data sample: samples (B, S, T, D),
+    target (B, T, D), S ≥ 2 → scalar (mean over B).
+
+    ES = mean_s d(X_s, y) − ½ · mean_{s≠s'} d(X_s, X_s'), with d the root-mean-square difference
+    over T and D. It is a strictly proper scoring rule (Gneiting & Raftery 2007): its expectation
+    over the data is smallest when the samples' distribution is the data's distribution given
+    the same condition, spread included. The first term alone pulls every sample onto the data
+    (the mean, or fixed modes); the second keeps them as spread out as the data are. Here the S
+    samples are every mode of several noise draws, so the K modes together with the noise must
+    reproduce the distribution of smiles for a given face and class.
+    """
+    s = samples.shape[1]
+    to_data = _rms(samples - target.unsqueeze(1)).mean(1)  # (B,)
+    i, j = torch.triu_indices(s, s, offset=1, device=samples.device)  # (P,) each
+    between = _rms(samples[:, i] - samples[:, j]).mean(1)  # (B,) mean over unordered pairs
+    return (to_data - 0.5 * between).mean()
+
+
+def _rms(diff: Tensor) -> Tensor:
+    """(B, P, T, D) → (B, P) root-mean-square over T and D (a floor keeps the gradient finite)."""
+    return torch.sqrt(diff.square().flatten(2).mean(-1) + 1e-12)
+
+
 def jerk_loss(seq: Tensor) -> Tensor:
     """seq (..., T, D) → mean squared third time difference (jerk per frame³); 0 if T < 4.
 

@@ -31,7 +31,14 @@ from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
 from rt_smile.models.conditional import ConditionalConfig
 from rt_smile.models.multimode import MultiModeConfig
 from rt_smile.train.class_term import LatentClassifier, fit_latent_classifier
-from rt_smile.train.losses import best_of_k_loss, class_loss, diversity_loss, vae_loss
+from rt_smile.train.losses import (
+    best_of_k_loss,
+    class_loss,
+    diversity_loss,
+    energy_score,
+    per_mode_mse,
+    vae_loss,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +83,26 @@ class TrainConfig:
     #: and each step trains on the candidate whose conditional unroll lands nearest the data,
     #: so that different noise gives different, data-like smiles instead of being ignored.
     noise_candidates: int = 1
+    #: What picks the candidate: ``"conditional"``, the conditional LSTM's own unroll nearest
+    #: the data; ``"modes"``, the candidate with a mode nearest the data (the nearest of all
+    #: M × K generated sequences, so each mode's spread under the noise is trained too).
+    candidate_match: str = "conditional"
     #: Size of the conditional LSTM's noise vector (fewer dimensions: M candidates cover them
     #: more densely).
     noise_dim: int = 16
+    #: Noise draws per training sequence for the energy score (``losses.energy_score``): with
+    #: more than 1, the noise is one draw per sequence, every sequence of the batch is unrolled
+    #: with this many draws, and the energy score of all their modes against the data is added
+    #: with weight ``w_energy``, so that the noise spreads each face's smiles as the data do.
+    energy_draws: int = 1
+    w_energy: float = 1.0
     log_every: int = 50
     checkpoint_every: int = 500
+
+    @property
+    def holds_noise(self) -> bool:
+        """Whether the model draws one noise vector per sequence (``ConditionalConfig.hold_noise``)."""
+        return self.noise_candidates > 1 or self.energy_draws > 1
 
 
 def synth_data(config: TrainConfig) -> SmileSequences:
@@ -110,7 +132,7 @@ class Trainer:
         self.train_set, self.test_set = data.split_by_identity(config.test_fraction, config.split_seed)
         torch.manual_seed(config.seed)
         model_config = CMMNetConfig(
-            conditional=ConditionalConfig(noise_dim=config.noise_dim, hold_noise=config.noise_candidates > 1),
+            conditional=ConditionalConfig(noise_dim=config.noise_dim, hold_noise=config.holds_noise),
             multimode=MultiModeConfig(modes=config.modes),
             anchors=len(self.train_set) if config.anchors else 0,
         )
@@ -217,7 +239,9 @@ class Trainer:
         self, codes: torch.Tensor, cls: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg, model = self.config, self.model
-        z0, target = codes[:, 0], codes[:, 1:]  # (B, z), (B, L-1, z)
+        draws = cfg.energy_draws
+        codes, cls = codes.repeat_interleave(draws, 0), cls.repeat_interleave(draws, 0)  # (B·m, ...)
+        z0, target = codes[:, 0], codes[:, 1:]  # (B·m, z), (B·m, L-1, z)
         noise = self._nearest_noise(z0, cls, target)
         z_cond = model.conditional.unroll(z0, cls, noise)  # (B, L-1, z)
         z_modes = model.multimode.unroll(z_cond, z0)  # (B, K, L-1, z)
@@ -226,13 +250,16 @@ class Trainer:
         with_start = torch.cat([z0[:, None, None].expand(-1, z_modes.shape[1], 1, -1), z_modes], dim=2)
         div = diversity_loss(with_start, self.margin)
         cls_term = self._class_term(z_modes, z0, cls)
+        energy = self._energy_term(z_modes, target)
         loss = wta + cfg.w_conditional * cond + cfg.w_diversity * div + cfg.w_class * cls_term
+        loss = loss + cfg.w_energy * energy
         wins = torch.bincount(winner, minlength=cfg.modes).float() / len(winner)
         parts = {
             "wta": wta.item(),
             "conditional": cond.item(),
             "diversity": div.item(),
             "class": cls_term.item(),
+            "energy": energy.item(),
             "min_mode_share": wins.min().item(),
         }
         return loss, parts
@@ -240,16 +267,30 @@ class Trainer:
     @torch.no_grad()
     def _nearest_noise(self, z0: torch.Tensor, cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(B, L-1, noise_dim) noise: of ``noise_candidates`` draws per sequence, the one whose
-        conditional unroll is nearest the target (one plain draw when there is one candidate)."""
+        conditional unroll (or best mode, ``candidate_match``) is nearest the target (one plain
+        draw when there is one candidate)."""
         m, (b, steps) = self.config.noise_candidates, target.shape[:2]
         cond = self.model.conditional
         noise = cond.sample_noise(b * m, steps, generator=self.rng)  # candidate j of sample i: i·m + j
         if m == 1:
             return noise
-        z = cond.unroll(z0.repeat_interleave(m, 0), cls.repeat_interleave(m, 0), noise)
-        err = (z - target.repeat_interleave(m, 0)).square().mean((1, 2)).view(b, m)
+        z0m, targets = z0.repeat_interleave(m, 0), target.repeat_interleave(m, 0)
+        z = cond.unroll(z0m, cls.repeat_interleave(m, 0), noise)  # (B·m, L-1, z)
+        if self.config.candidate_match == "modes":
+            err = per_mode_mse(self.model.multimode.unroll(z, z0m), targets).min(1).values.view(b, m)
+        else:
+            err = (z - targets).square().mean((1, 2)).view(b, m)
         pick = torch.arange(b) * m + err.argmin(1)
         return noise[pick]
+
+    def _energy_term(self, z_modes: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Energy score of every mode of the m draws of each sequence: z_modes (B·m, K, L-1, z)
+        with the m draws of one sequence adjacent, target (B·m, L-1, z); 0 with one draw."""
+        m = self.config.energy_draws
+        if m == 1:
+            return z_modes.sum() * 0.0
+        samples = z_modes.reshape(-1, m * z_modes.shape[1], *z_modes.shape[2:])  # (B, m·K, L-1, z)
+        return energy_score(samples, target[::m])
 
     def _class_term(self, z_modes: torch.Tensor, z0: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the frozen latent classifier on every mode's z-motion."""
@@ -354,7 +395,7 @@ def plot_log(log: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, stage, keys in (
         (axes[0], "vae", ("recon", "kl")),
-        (axes[1], "generator", ("wta", "conditional", "diversity", "class")),
+        (axes[1], "generator", ("wta", "conditional", "diversity", "class", "energy")),
     ):
         rows = [r for r in log if r["stage"] == stage]
         for k in (k for k in keys if any(r.get(k, 0.0) > 0.0 for r in rows)):  # skip unused terms

@@ -1,4 +1,5 @@
-"""Losses: VAE objective, winner-takes-all, diversity hinge, smoothness, class and neutral start."""
+"""Losses: VAE objective, winner-takes-all, diversity hinge, energy score, smoothness, class and
+neutral start."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rt_smile.train.losses import (
     best_of_k_loss,
     class_loss,
     diversity_loss,
+    energy_score,
     jerk_loss,
     neutral_start_loss,
     pairwise_mode_distance,
@@ -135,6 +137,38 @@ def test_diversity_gradient_pushes_modes_apart() -> None:
 
 def test_diversity_loss_with_one_mode_is_zero() -> None:
     assert diversity_loss(torch.randn(2, 1, 5, 3), margin=1.0).item() == 0.0
+
+
+# --------------------------------------------------------------------------- energy score
+
+
+def test_energy_score_is_distance_to_data_minus_half_the_spread() -> None:
+    y = torch.zeros(1, 1, 2)  # (B, T, D)
+    samples = torch.tensor([[[[3.0, 0.0]], [[0.0, 4.0]]]]) * 2**0.5  # (1, 2, 1, 2): rms 3 and 4
+    # mean distance to y: (3 + 4) / 2; between the two: rms of (3, -4)·√2 = 5
+    assert energy_score(samples, y).item() == pytest.approx(3.5 - 2.5, rel=1e-5)
+
+
+def test_energy_score_prefers_samples_spread_like_the_data() -> None:
+    """Proper: samples from the data's own distribution score lower (in expectation) than
+    samples collapsed on its mean, or spread too wide."""
+    g = _gen(1)
+    target = torch.randn(4000, 3, 2, generator=g)  # data ~ N(0, 1), one draw per condition
+    draws = torch.randn(4000, 6, 3, 2, generator=g)
+    matched = energy_score(draws, target).item()
+    assert matched < energy_score(draws * 0.0, target).item() - 0.05  # fixed at the mean
+    assert matched < energy_score(draws * 0.5, target).item() - 0.02  # too narrow
+    assert matched < energy_score(draws * 2.0, target).item() - 0.05  # too wide
+
+
+def test_energy_score_gradient_spreads_collapsed_samples() -> None:
+    """Samples bunched together far from the data: a descent step moves them apart."""
+    samples = (1e-3 * torch.randn(8, 4, 3, 2, generator=_gen(2))).requires_grad_()
+    energy_score(samples, 5.0 + torch.randn(8, 3, 2, generator=_gen(3))).backward()  # type: ignore[no-untyped-call]
+    assert samples.grad is not None
+    centred = samples.detach() - samples.detach().mean(1, keepdim=True)
+    away = -(samples.grad * centred).sum()  # d(spread)/d(step size) along −grad, up to a factor 2
+    assert away > 0.1 * samples.grad.norm() * centred.norm(), "descent separates the samples"
 
 
 # --------------------------------------------------------------------------- smoothness, start, class

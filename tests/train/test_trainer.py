@@ -57,3 +57,38 @@ def test_noise_candidates_train_on_the_nearest_draw(tmp_path: Path) -> None:
         picked_err = (cond.unroll(z0, cls, picked) - target).square().mean((1, 2))
     assert torch.allclose(picked_err, errs.min(1).values, atol=1e-6)
     assert (errs.max(1).values > picked_err * 1.01).all(), "the draws differ, and the nearest one won"
+
+
+def test_noise_candidates_matched_on_the_modes_pick_the_draw_with_the_nearest_mode(tmp_path: Path) -> None:
+    config = replace(TINY, w_class=0.0, noise_candidates=5, candidate_match="modes")
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    model = trainer.model
+    g = torch.Generator().manual_seed(4)
+    z0, cls = torch.randn(3, model.conditional.config.z_dim, generator=g), torch.tensor([0, 1, 1])
+    target = torch.randn(3, 10, model.conditional.config.z_dim, generator=g) * 0.05 + z0[:, None]
+
+    def best_mode_error(noise: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            modes = model.multimode.unroll(model.conditional.unroll(z0, cls, noise), z0)
+        return (modes - target[:, None]).square().mean((2, 3)).min(1).values  # (3,)
+
+    state = trainer.rng.get_state()
+    picked = trainer._nearest_noise(z0, cls, target)
+    trainer.rng.set_state(state)
+    candidates = model.conditional.sample_noise(3 * 5, 10, generator=trainer.rng).view(3, 5, 10, -1)
+    errs = torch.stack([best_mode_error(candidates[:, j]) for j in range(5)], 1)
+    assert torch.allclose(best_mode_error(picked), errs.min(1).values, atol=1e-6)
+    assert (errs.max(1).values > errs.min(1).values * 1.001).all()
+
+
+def test_energy_draws_train_every_sequence_with_several_held_draws(tmp_path: Path) -> None:
+    config = replace(TINY, w_class=0.0, energy_draws=3, gen_steps=4)
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    assert trainer.model.conditional.config.hold_noise
+    codes = torch.randn(2, 12, trainer.model.conditional.config.z_dim)
+    loss, parts = trainer.generator_losses(codes, torch.tensor([0, 1]))
+    assert parts["energy"] > 0.0 and loss.requires_grad
+    trainer.run(progress=False)
+    assert all(r["energy"] > 0.0 for r in trainer.log if r["stage"] == "generator")
+    plain = Trainer(replace(config, energy_draws=1), synth_data(config), tmp_path / "plain")
+    assert plain.generator_losses(codes, torch.tensor([0, 1]))[1]["energy"] == 0.0
