@@ -43,6 +43,10 @@ from rt_smile.train.losses import (
 logger = logging.getLogger(__name__)
 
 
+#: What can pick a noise candidate (``TrainConfig.candidate_match``).
+CANDIDATE_MATCHES = ("conditional", "modes")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run (recorded in the weights' metadata)."""
@@ -98,6 +102,12 @@ class TrainConfig:
     w_energy: float = 1.0
     log_every: int = 50
     checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        if self.candidate_match not in CANDIDATE_MATCHES:
+            raise ValueError(
+                f"candidate_match must be one of {CANDIDATE_MATCHES}, not {self.candidate_match!r}"
+            )
 
     @property
     def holds_noise(self) -> bool:
@@ -174,7 +184,9 @@ class Trainer:
         if not path.is_file():
             return False
         state = torch.load(path, weights_only=False)
-        if state["config"] != asdict(self.config):
+        # options added after a state was saved ran at their defaults, the old behaviour
+        saved = {**asdict(TrainConfig()), **state["config"]}
+        if saved != asdict(self.config):
             raise ValueError(f"{path} was made with another configuration; use a new --out folder")
         self.model.load_state_dict(state["model"])
         self.opt_vae.load_state_dict(state["opt_vae"])

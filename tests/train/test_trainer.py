@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from rt_smile.io.checkpoint import load_cmmnet, read_info
@@ -92,3 +93,19 @@ def test_energy_draws_train_every_sequence_with_several_held_draws(tmp_path: Pat
     assert all(r["energy"] > 0.0 for r in trainer.log if r["stage"] == "generator")
     plain = Trainer(replace(config, energy_draws=1), synth_data(config), tmp_path / "plain")
     assert plain.generator_losses(codes, torch.tensor([0, 1]))[1]["energy"] == 0.0
+
+
+def test_an_unknown_candidate_match_is_refused() -> None:
+    with pytest.raises(ValueError, match="candidate_match must be one of"):
+        replace(TINY, candidate_match="mode")
+
+
+def test_a_state_saved_before_an_option_existed_resumes(tmp_path: Path) -> None:
+    trainer = Trainer(TINY, synth_data(TINY), tmp_path / "run")
+    trainer.save_state()
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=False)
+    del state["config"]["energy_draws"], state["config"]["candidate_match"]  # an older run's state
+    torch.save(state, tmp_path / "run" / "train_state.pt")
+    assert Trainer(TINY, synth_data(TINY), tmp_path / "run").try_resume()
+    with pytest.raises(ValueError, match="another configuration"):
+        Trainer(replace(TINY, energy_draws=2), synth_data(TINY), tmp_path / "run").try_resume()
