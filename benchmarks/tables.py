@@ -61,10 +61,18 @@ def stream_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _floor(r: dict[str, Any]) -> str:
+    """Noise floor, with the range of its independent draws where the result has them."""
+    lo_hi = r.get("frechet_noise_floor_range")
+    rng = f" ({lo_hi[0]:.1f}–{lo_hi[1]:.1f})" if lo_hi else ""
+    return f"{r['frechet_noise_floor']:.1f}{rng}"
+
+
 def photos_table(data: dict[str, Any]) -> str:
     rows = [
-        "| photo | class | class accuracy per mode | FD / noise floor | FD K = 1 | modes ÷ reference pairs "
-        "| modes ÷ own motion | novelty / reference | peak lip speed / reference | video round trip |",
+        "| photo | class | class accuracy per mode | FD / noise floor (range) | FD K = 1 "
+        "| modes ÷ reference pairs | modes ÷ own motion | novelty / reference "
+        "| peak lip speed / reference | video round trip |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in data["photos"]:
@@ -73,7 +81,7 @@ def photos_table(data: dict[str, Any]) -> str:
             acc = " ".join(f"{a:.2f}" for a in r["class_accuracy_per_mode"])
             rows.append(
                 f"| {p['photo']} | {name} | {acc} "
-                f"| {r['frechet_distance']:.1f} / {r['frechet_noise_floor']:.1f} "
+                f"| {r['frechet_distance']:.1f} / {_floor(r)} "
                 f"| {r['frechet_distance_k1']:.1f} | {r['ratio_to_reference_pairs']:.2f} "
                 f"| {r['ratio_to_own_motion']:.2f} "
                 f"| {r['novelty_iod']:.4f} / {r['reference_novelty_iod']:.4f} "

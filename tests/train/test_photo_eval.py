@@ -12,7 +12,7 @@ from rt_smile.face.align import align_to_canonical
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
 from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.train.classifier import ClassifierTraining, train_classifier
-from rt_smile.train.photo_eval import Reference, evaluate_photo, photo_reference
+from rt_smile.train.photo_eval import FLOOR_DRAWS, Reference, evaluate_photo, floor_sets, photo_reference
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,17 @@ def test_photo_reference_animates_the_photo_face_per_class(neutral: NDArray[np.f
     assert width[1] > width[0] > 0.02, "posed smiles are larger, and both classes smile"
 
 
+def test_floor_sets_are_independent_draws_of_the_same_face(neutral: NDArray[np.float64]) -> None:
+    own = photo_reference(neutral, per_class=4, seed=2)
+    sets = floor_sets(neutral, 3, seed=2)
+    assert len(sets) == FLOOR_DRAWS and all(len(f[k]) == 3 for f in sets for k in (0, 1))
+    firsts = [f[1][0] for f in sets] + [own[1][0]]
+    for i, a in enumerate(firsts):
+        for b in firsts[i + 1 :]:
+            assert a.shape != b.shape or not np.allclose(a, b), "no two draws repeat a sequence"
+    assert np.linalg.norm(sets[0][0][0][0] - neutral, axis=1).mean() < 0.03, "of the photo's face"
+
+
 def test_evaluate_photo_reports_against_the_photo_reference(neutral: NDArray[np.float64]) -> None:
     data = generate(SynthConfig(n_sequences=120, n_identities=30, seed=5))
     train, test = data.split_by_identity(0.2, seed=0)
@@ -47,6 +58,9 @@ def test_evaluate_photo_reports_against_the_photo_reference(neutral: NDArray[np.
         assert r["sequences"] == 4 * 4 and len(r["class_accuracy_per_mode"]) == 4
         assert r["neutral_start_iod"] < 1e-5
         assert r["frechet_noise_floor"] >= 0.0 and r["frechet_distance"] > 0.0
+        low, high = r["frechet_noise_floor_range"]
+        assert low <= r["frechet_noise_floor"] <= high and high > low, "independent sets score differently"
+        assert r["frechet_distance_sets"] == [r["frechet_distance"]], "16 sequences make one set"
         pooled = r["pooled_held_out"]
         assert set(pooled) == {"frechet_distance", "reference_frechet_distance", "frechet_noise_floor"}
         assert r["ratio_to_own_motion"] > 0.0
