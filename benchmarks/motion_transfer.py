@@ -5,14 +5,14 @@ process's *own* smiles, computed on another face and moved onto the photo.
 
 The generator makes landmark motion in the landmark VAE's code space, from the neutral code of
 the training face nearest the photo (its anchor), and adds that motion to the photo's own
-landmarks. Here the data process itself (SynthSmile, 60 sequences per class, another seed) is run
-on a source face, and each sequence's motion (frames minus frame 0) is added to the photo's
-neutral landmarks; the Fréchet distance to one half of the photo's own reference, in the
-evaluation classifier's feature space, is what a generator that reproduced the data process
-exactly on that source face would score. Source faces: the photo's own landmarks (a control:
-only the seed differs), the VAE's reconstruction of them (decode(encode(neutral))), and the
-decoded anchor code that the shipped weights start from. The photo's noise floor (the other half
-of its reference) is reported beside them.
+landmarks. Here the data process itself (SynthSmile) is run on a source face, and each
+sequence's motion (frames minus frame 0) is added to the photo's neutral landmarks; the Fréchet
+distance to one half of the photo's own reference (60 sequences), in the evaluation classifier's
+feature space, is what a generator that reproduced the data process exactly on that source face
+would score. As in ``evaluate_photo``, each is the mean (and range) over ``FLOOR_DRAWS``
+independent sets of 60 (``floor_sets``, the same seeds for every source). Source faces: the
+photo's own landmarks (this is ``evaluate_photo``'s noise floor), the VAE's reconstruction of
+them (decode(encode(neutral))), and the decoded anchor code that the shipped weights start from.
 Writes benchmarks/results/ablations/motion_transfer.json.
 """
 
@@ -41,7 +41,7 @@ from rt_smile.io.images import load_image
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.train.classifier import features
 from rt_smile.train.metrics import frechet_distance
-from rt_smile.train.photo_eval import Reference, photo_reference
+from rt_smile.train.photo_eval import Reference, floor_sets, photo_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 Face = NDArray[np.float64]
@@ -53,27 +53,33 @@ def source_faces(model: CMMNet, neutral: Face) -> dict[str, Face]:
     x = torch.from_numpy(neutral).float()[None]
     own_code = model.vae.encode(x)[0]
     return {
-        "own_face": neutral,
+        "own_face": neutral,  # the noise floor of evaluate_photo
         "vae_reconstruction": model.vae.decode(own_code)[0].reshape(-1, 2).double().numpy(),
         "anchor": model.vae.decode(model.neutral_code(x))[0].reshape(-1, 2).double().numpy(),
     }
+
+
+def _mean_fd(ref: Reference, sets: list[list[Face]], target: Face) -> dict[str, Any]:
+    fds = [frechet_distance(features(ref.classifier, seqs), target) for seqs in sets]
+    return {"mean": float(np.mean(fds)), "range": [min(fds), max(fds)]}
 
 
 def photo_report(path: Path, ref: Reference, model: CMMNet, detector: LandmarkDetector) -> dict[str, Any]:
     pts = detect_face(load_image(path), DetectorConfig(), detector).points[:468]
     neutral = align_to_canonical(pts).apply(pts)
     own = photo_reference(neutral)
+    n = len(own[0]) // 2
     sources = source_faces(model, neutral)
+    # the same seeds for every source face: its sets differ from the floor's by the face alone
+    drawn = {key: floor_sets(face, n, seed=0) for key, face in sources.items()}
     out: dict[str, Any] = {"photo": path.name}
     out["source_face_offset_iod"] = {k: float(np.abs(f - neutral).mean()) for k, f in sources.items()}
     for label, name in enumerate(CLASSES):
-        n = len(own[label]) // 2
         target = features(ref.classifier, own[label][:n])
-        row = {"noise_floor": frechet_distance(features(ref.classifier, own[label][n:]), target)}
-        for key, face in sources.items():
-            moved = [s - s[:1] + neutral[None] for s in photo_reference(face, per_class=n, seed=5)[label]]
-            row[key] = frechet_distance(features(ref.classifier, moved), target)
-        out[name] = row
+        out[name] = {
+            key: _mean_fd(ref, [[s - s[:1] + neutral[None] for s in d[label]] for d in sets], target)
+            for key, sets in drawn.items()
+        }
     return out
 
 

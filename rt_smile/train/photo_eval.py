@@ -16,11 +16,12 @@ beside its noise floor and the K = 1 baseline; novelty against the training set;
 speed; neutral start.
 
 The Fréchet distance of n = 60 sequences in the classifier's 32-dimensional feature space varies
-a lot from one sample to the next: independent sets of the sample face's reference scored
-1.2-12.4 (spontaneous) against one half of it. So the noise floor is the mean over
-``FLOOR_DRAWS`` independent reference sets of n (other seeds of the data process), with its
-range, and the generated smiles' distance is the mean over disjoint sets of n of them; the floor
-of the first protocol, the other half of the same reference, is kept beside them.
+a lot from one sample to the next: independent sets of one face's reference scored 1.0-5.4
+(spontaneous) and 1.1-9.6 (posed) against one half of it (``benchmarks/results/photos.json``).
+So the noise floor is the mean over ``FLOOR_DRAWS`` independent reference sets of n (other seeds
+of the data process), with its range, and the generated smiles' distance is the mean over
+disjoint sets of n of them; the floor of the first protocol, the other half of the same
+reference, is kept beside them.
 """
 
 from __future__ import annotations
