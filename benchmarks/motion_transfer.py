@@ -12,7 +12,10 @@ feature space, is what a generator that reproduced the data process exactly on t
 would score. As in ``evaluate_photo``, each is the mean (and range) over ``FLOOR_DRAWS``
 independent sets of 60 (``floor_sets``, the same seeds for every source). Source faces: the
 photo's own landmarks (this is ``evaluate_photo``'s noise floor), the VAE's reconstruction of
-them (decode(encode(neutral))), and the decoded anchor code that the shipped weights start from.
+them (decode(encode(neutral))), the decoded anchor code that the shipped weights start from, and
+MediaPipe's canonical face (where a ``--motion-face template`` model makes its motion). Each
+other source's motion is moved onto the photo twice: added as it is, and retargeted through the
+expression basis (``rt_smile.data.retarget``; keys ending ``_retargeted``).
 Writes benchmarks/results/ablations/motion_transfer.json.
 """
 
@@ -33,8 +36,9 @@ from _machine import machine_info
 from photos import SHARED_FACES, reference
 
 from rt_smile.config import DetectorConfig
+from rt_smile.data.retarget import Retarget
 from rt_smile.data.sequences import CLASSES
-from rt_smile.face.align import align_to_canonical
+from rt_smile.face.align import align_to_canonical, canonical_template
 from rt_smile.face.landmarks import LandmarkDetector, detect_face, make_detector
 from rt_smile.io.checkpoint import default_weights_path, load_cmmnet
 from rt_smile.io.images import load_image
@@ -56,7 +60,17 @@ def source_faces(model: CMMNet, neutral: Face) -> dict[str, Face]:
         "own_face": neutral,  # the noise floor of evaluate_photo
         "vae_reconstruction": model.vae.decode(own_code)[0].reshape(-1, 2).double().numpy(),
         "anchor": model.vae.decode(model.neutral_code(x))[0].reshape(-1, 2).double().numpy(),
+        "template": canonical_template(),
     }
+
+
+def moved(seqs: list[Face], source: Face, neutral: Face, retarget: bool) -> list[Face]:
+    """Each sequence's motion (frames minus frame 0) on ``neutral``: added as it is, or
+    retargeted from the source face through the expression basis."""
+    if not retarget:
+        return [s - s[:1] + neutral[None] for s in seqs]
+    rt = Retarget.between(source, neutral)
+    return [neutral[None] + rt.apply(s - s[:1]) for s in seqs]
 
 
 def _mean_fd(ref: Reference, sets: list[list[Face]], target: Face) -> dict[str, Any]:
@@ -76,10 +90,11 @@ def photo_report(path: Path, ref: Reference, model: CMMNet, detector: LandmarkDe
     out["source_face_offset_iod"] = {k: float(np.abs(f - neutral).mean()) for k, f in sources.items()}
     for label, name in enumerate(CLASSES):
         target = features(ref.classifier, own[label][:n])
-        out[name] = {
-            key: _mean_fd(ref, [[s - s[:1] + neutral[None] for s in d[label]] for d in sets], target)
-            for key, sets in drawn.items()
-        }
+        out[name] = {}
+        for key, sets in drawn.items():
+            for retarget in (False, True) if key != "own_face" else (False,):
+                seqs = [moved(d[label], sources[key], neutral, retarget) for d in sets]
+                out[name][key + ("_retargeted" if retarget else "")] = _mean_fd(ref, seqs, target)
     return out
 
 

@@ -476,6 +476,20 @@ def _add_train_parser(sub: Any) -> None:
         "--gen-batch", type=_positive_int, default=64, help="training sequences per generator step (64)"
     )
     train.add_argument(
+        "--motion-face",
+        choices=("own", "template"),
+        default="own",
+        help="the face the generator learns to move: each sequence's own (default), or every "
+        "sequence retargeted onto the canonical template face (photos' motion is then retargeted)",
+    )
+    train.add_argument(
+        "--diversity-space",
+        choices=("code", "landmarks"),
+        default="code",
+        help="where the diversity hinge measures the modes' distance: the VAE's code space "
+        "(default), or their decoded lip and eye motion",
+    )
+    train.add_argument(
         "--no-anchors", action="store_true", help="do not keep the training faces' codes as anchors"
     )
     train.add_argument("--restart", action="store_true", help="ignore a training state in DIR")
@@ -716,6 +730,8 @@ def run_train(args: argparse.Namespace) -> int:
         candidate_match=args.candidate_match,
         energy_draws=args.energy_draws,
         gen_batch=args.gen_batch,
+        motion_face=args.motion_face,
+        diversity_space=args.diversity_space,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

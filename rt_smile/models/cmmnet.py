@@ -32,6 +32,10 @@ class CMMNetConfig:
     #: space), and its motion is added to the face's own landmarks: a photo unlike any training
     #: face still gets the dynamics the generator learned, not an extrapolation of them.
     anchors: int = 0
+    #: The face whose motion the generator makes: "own" (the face's own code, or its nearest
+    #: anchor's) or "template" (MediaPipe's canonical face, whatever the photo; the motion is
+    #: then retargeted onto the photo's face, ``rt_smile.data.retarget``).
+    motion_face: str = "own"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,6 +49,7 @@ class CMMNetConfig:
             ConditionalConfig(**d["conditional"]),
             MultiModeConfig(**d["multimode"]),
             anchors=int(d.get("anchors", 0)),
+            motion_face=str(d.get("motion_face", "own")),
         )
 
 

@@ -34,6 +34,7 @@ from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, detect_face
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet, GeneratorState, stack_states, unstack_states
 from rt_smile.models.translator import FacePrior, prepare_face
+from rt_smile.runtime.motion import FaceMotion
 from rt_smile.runtime.step import groups_for
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class FaceSession:
     next_blink: int = 0
     blink_start: int = -1000
     motion: _Motion = field(default_factory=lambda: _Motion.random(np.random.default_rng(0)))
+    #: Where the generator's motion is made and how it reaches this face (None: on the face).
+    face_motion: FaceMotion | None = None
     #: (K, 468, 2) crop-pixel target landmarks of the latest frame (for stats and tests).
     last_targets: Array | None = None
     _pending_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -284,11 +287,15 @@ class SmileEngine:
                 f"face prepared at {face.crop.image.shape[0]}², engine renders {self.config.size}²"
             )
         rng = np.random.default_rng(self._seed.spawn(1)[0])
+        face_motion = FaceMotion.for_face(self.model, face.neutral_aligned)  # outside the lock
         with self._lock:
             if len(self.sessions) >= self.config.max_sessions:
                 raise SessionError(f"too many sessions (at most {self.config.max_sessions})")
             sid = f"s{next(self._ids)}"
-            session = FaceSession(sid, face, modes, smile_class, self.config, rng, motion=_Motion.random(rng))
+            session = FaceSession(
+                sid, face, modes, smile_class, self.config, rng,
+                motion=_Motion.random(rng), face_motion=face_motion,
+            )  # fmt: skip
             session.next_auto = round(self.config.fps * 0.5)
             session.next_blink = session._seconds(self.config.blink_every)
             self.sessions[sid] = session
@@ -305,7 +312,8 @@ class SmileEngine:
             if cls is None:
                 continue
             groups = groups_for(s.modes, self.model.modes)
-            neutral = torch.from_numpy(s.face.neutral_aligned).float()[None].expand(groups, -1, -1)
+            start = s.face.neutral_aligned if s.face_motion is None else s.face_motion.start
+            neutral = torch.from_numpy(start).float()[None].expand(groups, -1, -1)
             label = torch.full((groups,), CLASSES.index(cls), dtype=torch.long)
             gen = torch.Generator().manual_seed(int(s.rng.integers(2**31)))
             length = round(EPISODE_SECONDS[cls] * self.config.fps)
@@ -328,6 +336,8 @@ class SmileEngine:
         row = 0
         for s, e, n, st in zip(active, eps, sizes, unstack_states(state, sizes), strict=True):
             d = disp[row : row + n].flatten(0, 1)[: s.modes].double().numpy()  # (K, 468, 2) aligned
+            if s.face_motion is not None:
+                d = s.face_motion.displacement(d)
             out[s.id] = s.envelope() * (d @ s.face.aligned_to_crop.T)
             e.state, e.frame, row = st, e.frame + 1, row + n
         return out

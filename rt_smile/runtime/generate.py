@@ -28,6 +28,7 @@ from rt_smile.face.landmarks import FaceLandmarks
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.models.translator import Translator, prepare_face
+from rt_smile.runtime.motion import FaceMotion
 from rt_smile.runtime.step import groups_for
 
 logger = logging.getLogger(__name__)
@@ -71,11 +72,12 @@ def generate_landmarks(
     groups = groups_for(modes, model.modes)
     gen = torch.Generator().manual_seed(seed)
     noise = model.conditional.sample_noise(groups, frames, generator=gen)
-    neutral = torch.from_numpy(neutral_aligned[:NUM_LANDMARKS]).float()[None].expand(groups, -1, -1)
+    motion = FaceMotion.for_face(model, neutral_aligned)
+    start = torch.from_numpy(motion.start).float()[None].expand(groups, -1, -1)
     cls = torch.full((groups,), CLASSES.index(smile_class), dtype=torch.long)
     with torch.no_grad():
-        seqs = model.generate(neutral, cls, noise)  # (groups, Kmodel, T, 468, 2)
-    return seqs.flatten(0, 1)[:modes].double().numpy()
+        seqs = model.generate(start, cls, noise)  # (groups, Kmodel, T, 468, 2)
+    return motion.onto(seqs.flatten(0, 1)[:modes].double().numpy())
 
 
 def _aligned_to_crop(face: FaceLandmarks, crop: FaceCrop) -> Similarity:

@@ -17,6 +17,7 @@ from torch import Tensor
 if TYPE_CHECKING:
     from rt_smile.models.cmmnet import CMMNet
     from rt_smile.runtime.backends import StepBackend
+    from rt_smile.runtime.motion import FaceMotion
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,10 @@ class FrameInputs:
     flow_basis: Tensor  # (B, N, G²)
     neutral: Tensor  # (B, N, 2) neutral landmarks, crop pixels
     palette: Tensor  # (B, 5, 3)
+    #: Motion retargeting onto each photo's face (``rt_smile.data.retarget``): (B, U, 936) and
+    #: (B, 936, U); U = 0 when the generator moves the photo's face itself.
+    motion_proj: Tensor
+    motion_delta: Tensor
 
     def to(self, device: torch.device | str) -> FrameInputs:
         moved = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "modes"}
@@ -73,9 +78,21 @@ def targets_from(landmarks: Tensor, inputs: FrameInputs) -> Tensor:
     sessions, n = inputs.neutral.shape[:2]
     decoded = landmarks.reshape(g, -1, *landmarks.shape[1:])  # (G, Km, 468, 2)
     disp = (decoded - inputs.neutral_decoded[:, None]).to(inputs.neutral.dtype)
-    disp = disp.reshape(sessions, -1, *disp.shape[2:])[:, : inputs.modes, :n]  # (B, K, N, 2)
+    disp = disp.reshape(sessions, -1, *disp.shape[2:])[:, : inputs.modes]  # (B, K, 468, 2)
+    flat = disp.flatten(2)  # (B, K, 936)
+    flat = flat + (flat @ inputs.motion_proj.transpose(1, 2)) @ inputs.motion_delta.transpose(1, 2)
+    disp = flat.reshape(disp.shape)[:, :, :n]  # (B, K, N, 2)
     target = inputs.neutral[:, None] + disp @ inputs.to_crop[:, None].transpose(2, 3)
     return target.flatten(0, 1)
+
+
+def retarget_tensors(motions: list[FaceMotion]) -> tuple[Tensor, Tensor]:
+    """``FrameInputs.motion_proj`` and ``motion_delta`` of sessions with these face motions."""
+    if motions[0].retarget is None:
+        return torch.zeros(len(motions), 0, 936), torch.zeros(len(motions), 936, 0)
+    rts = [m.retarget for m in motions if m.retarget is not None]
+    proj = torch.stack([torch.from_numpy(r.proj).float() for r in rts])
+    return proj, torch.stack([torch.from_numpy(r.delta).float() for r in rts])
 
 
 def groups_for(modes: int, model_modes: int) -> int:
@@ -92,6 +109,7 @@ def bench_inputs(
     Returns (inputs, initial state, noise (T, G, noise_dim) for T = 64 frames)."""
     from rt_smile.config import CropConfig
     from rt_smile.face.align import canonical_template, canonical_to_crop
+    from rt_smile.runtime.motion import FaceMotion
     from trt_build.export import example_prior
 
     gen = torch.Generator().manual_seed(seed)
@@ -99,8 +117,11 @@ def bench_inputs(
     g = sessions * groups
     aligned = torch.from_numpy(canonical_template()).float()
     neutral = aligned + 0.01 * torch.randn(sessions, *aligned.shape, generator=gen)
+    motions = [FaceMotion.for_face(model, n.double().numpy()) for n in neutral]
+    proj, delta = retarget_tensors(motions)
+    start = torch.stack([torch.from_numpy(m.start).float() for m in motions])
     cls = (torch.arange(sessions) % 2).repeat_interleave(groups)
-    state = model.start(neutral.repeat_interleave(groups, 0), cls)
+    state = model.start(start.repeat_interleave(groups, 0), cls)
     prior, _targets = example_prior(size)
     linear = torch.from_numpy(canonical_to_crop(CropConfig(size=size)).matrix[:, :2].copy()).float()
 
@@ -118,6 +139,8 @@ def bench_inputs(
         flow_basis=each(prior.flow_basis),
         neutral=each(prior.neutral),
         palette=each(prior.palette),
+        motion_proj=proj,
+        motion_delta=delta,
     )
     recurrent = RecurrentState(state.z, *state.conditional, *state.multimode)
     noise = model.conditional.sample_noise(g, 64, generator=gen).transpose(0, 1).contiguous()

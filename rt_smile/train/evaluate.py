@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from rt_smile.data.sequences import CLASSES, SmileSequences
 from rt_smile.data.synthetic import lip_corner_width
 from rt_smile.models.cmmnet import CMMNet
+from rt_smile.runtime.motion import FaceMotion, generate_on_faces
 from rt_smile.train.classifier import ClassifierTraining, features, predict, train_classifier
 from rt_smile.train.metrics import (
     MOTION_POINTS,
@@ -69,26 +70,11 @@ def generate_all(
     """Multi-mode sequences (per condition, K of them) and the K = 1 baseline (the conditional
     LSTM's own sequence, decoded), all starting at the condition's neutral frame."""
     gen = torch.Generator().manual_seed(seed)
-    neutral = torch.from_numpy(neutrals).float()
     cls = torch.from_numpy(labels)
-    noise = model.conditional.sample_noise(len(neutral), length, generator=gen)
-    with torch.no_grad():
-        multi = model.generate(neutral, cls, noise).double().numpy()  # (N, K, T, 468, 2)
-        single = conditional_only(model, neutral, cls, noise).double().numpy()
+    noise = model.conditional.sample_noise(len(neutrals), length, generator=gen)
+    motions = [FaceMotion.for_face(model, n) for n in neutrals]
+    multi, single = generate_on_faces(model, motions, cls, noise)  # (N, K, T, 468, 2), (N, T, 468, 2)
     return [list(m) for m in multi], list(single)
-
-
-@torch.no_grad()
-def conditional_only(
-    model: CMMNet, neutral: torch.Tensor, cls: torch.Tensor, noise: torch.Tensor
-) -> torch.Tensor:
-    """The K = 1 ablation: the conditional LSTM's own sequence, decoded, (N, T, 468, 2),
-    starting at ``neutral`` (N, 468, 2)."""
-    z0 = model.neutral_code(neutral)
-    z = model.conditional.unroll(z0, cls, noise[:, : noise.shape[1] - 1])  # (N, T-1, z)
-    decoded = model.vae.decode(z.flatten(0, 1)).reshape(z.shape[0], z.shape[1], -1, 2)
-    disp = decoded - model.vae.decode(z0)[:, None]
-    return torch.cat([neutral[:, None], neutral[:, None] + disp], 1)
 
 
 def retrieval_baseline(

@@ -38,8 +38,9 @@ from rt_smile.data.sequences import CLASSES, SmileSequences
 from rt_smile.data.synthetic import SynthConfig, lip_corner_width, sample_sequence
 from rt_smile.models.classifier import SequenceClassifier
 from rt_smile.models.cmmnet import CMMNet
+from rt_smile.runtime.motion import FaceMotion, generate_on_faces
 from rt_smile.train.classifier import features, predict
-from rt_smile.train.evaluate import conditional_only, nearest_distances
+from rt_smile.train.evaluate import nearest_distances
 from rt_smile.train.metrics import frechet_distance, motion, motion_magnitude, pairwise_mean_distance
 
 Seq = NDArray[np.float64]
@@ -94,13 +95,9 @@ def generate_draws(
 ) -> tuple[Seq, Seq]:
     """(draws, K, T, 468, 2) multi-mode sequences and (draws, T, 468, 2) K = 1 sequences."""
     gen = torch.Generator().manual_seed(seed)
-    n = torch.from_numpy(neutral).float()[None].expand(draws, -1, -1)
     cls = torch.full((draws,), label, dtype=torch.long)
     noise = model.conditional.sample_noise(draws, length, generator=gen)
-    with torch.no_grad():
-        multi = model.generate(n, cls, noise)
-        single = conditional_only(model, n, cls, noise)
-    return multi.double().numpy(), single.double().numpy()
+    return generate_on_faces(model, [FaceMotion.for_face(model, neutral)] * draws, cls, noise)
 
 
 def _peak_speed(seqs: list[Seq], fps: float) -> float:

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from rt_smile.config import EngineConfig
+from rt_smile.face.align import canonical_template
 from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.io.images import load_image
-from rt_smile.models.cmmnet import CMMNet
+from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
 from rt_smile.runtime.engine import PreparedFace, SessionError, SmileEngine, prepare_photo
 
 
@@ -169,3 +170,30 @@ def test_a_smile_asked_for_mid_episode_fades_the_running_one_out_first(
     assert started and started[0] <= 16, "the new smile starts once the running one has faded (0.5 s)"
     new = episodes[started[0]]
     assert new is not None and new.smile_class == "spontaneous"
+
+
+def test_a_template_motion_model_smiles_on_the_photos_own_face(face: PreparedFace) -> None:
+    """A model that makes its motion on the canonical face starts from it, and each session's
+    displacement is that motion retargeted onto the session's photo (``FaceMotion``)."""
+    torch.manual_seed(0)
+    template_model = CMMNet(CMMNetConfig(motion_face="template")).eval()
+    torch.nn.init.normal_(template_model.vae.to_coords.weight, std=0.01)  # an untrained VAE never moves
+    engine = SmileEngine(template_model, EngineConfig(episode_every=0.0, blink_every=1000.0))
+    s = engine.open_session(face, "spontaneous", 2)
+    assert s.face_motion is not None and s.face_motion.retarget is not None
+    np.testing.assert_array_equal(s.face_motion.start, canonical_template())
+    s.trigger()
+    for _ in range(10):  # into the episode, past its fade-in
+        engine.step()
+    assert s.episode is not None and s.envelope() > 0.5
+    with torch.no_grad():
+        z0 = template_model.neutral_code(torch.from_numpy(canonical_template()).float()[None])
+        torch.testing.assert_close(s.episode.state.z0[:1], z0)
+        label = torch.zeros(1, dtype=torch.long)
+        disp, _ = template_model.step(label, s.episode.noise[:, s.episode.frame], s.episode.state)
+    on_template = disp.flatten(0, 1)[:2].double().numpy()  # (K, 468, 2)
+    want = s.envelope() * (s.face_motion.displacement(on_template) @ face.aligned_to_crop.T)
+    unretargeted = s.envelope() * (on_template @ face.aligned_to_crop.T)
+    got = engine._smile_offsets([s])[s.id]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.abs(got - unretargeted).max() > 1e-3, "the retargeting changed the motion"

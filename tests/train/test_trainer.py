@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from rt_smile.face.align import canonical_template
 from rt_smile.io.checkpoint import load_cmmnet, read_info
 from rt_smile.train.trainer import TrainConfig, Trainer, synth_data
 
@@ -109,3 +111,31 @@ def test_a_state_saved_before_an_option_existed_resumes(tmp_path: Path) -> None:
     assert Trainer(TINY, synth_data(TINY), tmp_path / "run").try_resume()
     with pytest.raises(ValueError, match="another configuration"):
         Trainer(replace(TINY, energy_draws=2), synth_data(TINY), tmp_path / "run").try_resume()
+
+
+def test_template_motion_trains_on_every_smile_moved_onto_the_template(tmp_path: Path) -> None:
+    config = replace(TINY, w_class=0.0, motion_face="template")
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    template = canonical_template()
+    for i in range(len(trainer.train_set)):
+        np.testing.assert_allclose(trainer.train_set.sequence(i)[0], template, atol=1e-6)
+    assert trainer.test_set.points.std(0).max() > 0.02, "held-out faces keep their own shapes"
+    model = load_cmmnet(trainer.run(progress=False))
+    assert model.config.motion_face == "template" and model.config.anchors == 0
+    with pytest.raises(ValueError, match="motion_face must be one of"):
+        replace(TINY, motion_face="photo")
+
+
+def test_the_diversity_hinge_can_measure_decoded_lip_and_eye_motion(tmp_path: Path) -> None:
+    config = replace(TINY, w_class=0.0, diversity_space="landmarks")
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    trainer.run(progress=False)
+    code_margin = Trainer(replace(TINY, w_class=0.0), synth_data(TINY), tmp_path / "other")
+    code_margin.model.vae.load_state_dict(trainer.model.vae.state_dict())
+    codes = code_margin._encode_sequences()
+    assert 0.0 < trainer.margin < 0.2, "a fraction of a same-class pair's lip and eye distance, in IOD"
+    assert trainer.margin != pytest.approx(config.margin_fraction * code_margin._same_class_spread(codes))
+    logged = [r["diversity"] for r in trainer.log if r["stage"] == "generator"]
+    assert logged and all(0.0 <= d <= 1.0 for d in logged), "the hinge is divided by its margin"
+    with pytest.raises(ValueError, match="diversity_space must be one of"):
+        replace(TINY, diversity_space="motion")
