@@ -104,10 +104,13 @@ def main() -> None:
     ap.add_argument(
         "--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations" / "motion_transfer.json"
     )
+    ap.add_argument(
+        "--weights", type=Path, default=default_weights_path(), help="weights with anchors (motion_face own)"
+    )
     args = ap.parse_args()
     photos = args.photos or [ROOT / "rt_smile" / "assets" / "astronaut.png", *sorted(SHARED_FACES.glob("*"))]
-    ref = reference(default_weights_path())
-    model = load_cmmnet(default_weights_path()).eval()
+    ref = reference(args.weights)
+    model = load_cmmnet(args.weights).eval()
     detector = make_detector(DetectorConfig())
     reports = []
     for path in photos:
@@ -116,7 +119,7 @@ def main() -> None:
     report = {
         "benchmark": "motion_transfer",
         "machine": machine_info(),
-        "weights": default_weights_path().name,
+        "weights": args.weights.name,
         "data_source": "SynthSmile (synthetic) data process on each source face, moved onto the photo",
         "frechet_distance": reports,
     }
