@@ -79,9 +79,11 @@ def targets_from(landmarks: Tensor, inputs: FrameInputs) -> Tensor:
     decoded = landmarks.reshape(g, -1, *landmarks.shape[1:])  # (G, Km, 468, 2)
     disp = (decoded - inputs.neutral_decoded[:, None]).to(inputs.neutral.dtype)
     disp = disp.reshape(sessions, -1, *disp.shape[2:])[:, : inputs.modes]  # (B, K, 468, 2)
-    flat = disp.flatten(2)  # (B, K, 936)
-    flat = flat + (flat @ inputs.motion_proj.transpose(1, 2)) @ inputs.motion_delta.transpose(1, 2)
-    disp = flat.reshape(disp.shape)[:, :, :n]  # (B, K, N, 2)
+    if inputs.motion_proj.shape[1]:  # retarget the template's motion onto each photo's face
+        flat = disp.flatten(2)  # (B, K, 936)
+        flat = flat + (flat @ inputs.motion_proj.transpose(1, 2)) @ inputs.motion_delta.transpose(1, 2)
+        disp = flat.reshape(disp.shape)
+    disp = disp[:, :, :n]  # (B, K, N, 2)
     target = inputs.neutral[:, None] + disp @ inputs.to_crop[:, None].transpose(2, 3)
     return target.flatten(0, 1)
 
