@@ -90,9 +90,9 @@ def targets_from(landmarks: Tensor, inputs: FrameInputs) -> Tensor:
 
 def retarget_tensors(motions: list[FaceMotion]) -> tuple[Tensor, Tensor]:
     """``FrameInputs.motion_proj`` and ``motion_delta`` of sessions with these face motions."""
-    if motions[0].retarget is None:
+    rts = [m.retarget for m in motions if m.retarget is not None]  # all or none: one model
+    if not rts:
         return torch.zeros(len(motions), 0, 936), torch.zeros(len(motions), 936, 0)
-    rts = [m.retarget for m in motions if m.retarget is not None]
     proj = torch.stack([torch.from_numpy(r.proj).float() for r in rts])
     return proj, torch.stack([torch.from_numpy(r.delta).float() for r in rts])
 

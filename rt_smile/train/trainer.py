@@ -53,7 +53,7 @@ MOTION_FACES = ("own", "template")
 #: Where the diversity hinge measures the distance between modes (``TrainConfig.diversity_space``).
 DIVERSITY_SPACES = ("code", "landmarks")
 #: The window (frames) whose mean code is decoded when modes are compared in the landmark space.
-DIVERSITY_STRIDE = 6
+DIVERSITY_WINDOW = 6
 
 
 @dataclass(frozen=True)
@@ -117,11 +117,11 @@ class TrainConfig:
     motion_face: str = "own"
     #: Where the diversity hinge measures the modes' distance: ``"code"``, their motions in the
     #: VAE's code space; ``"landmarks"``, their decoded motions of the lip and eye points
-    #: (``metrics.MOTION_POINTS``, IOD, decoded from the mean code of every ``DIVERSITY_STRIDE``
-    #: frames), the space in which
-    #: the evaluation measures diversity. Code distance can be far from it: a template-motion model
-    #: had modes 0.84 × the data's same-class pair distance apart in code space but 0.37 × in
-    #: motion. The landmark hinge is divided by its margin (so it runs from 0 to 1).
+    #: (``metrics.MOTION_POINTS``, IOD, decoded from the mean code of every ``DIVERSITY_WINDOW``
+    #: frames), the space in which the evaluation measures diversity. Code distance can be far
+    #: from it: a template-motion model had modes 0.84 × the data's same-class pair distance apart
+    #: in code space but 0.37 × in motion. The landmark hinge is divided by its margin (so it
+    #: runs from 0 to 1).
     diversity_space: str = "code"
     log_every: int = 50
     checkpoint_every: int = 500
@@ -273,10 +273,8 @@ class Trainer:
         (of window-mean codes, as the hinge sees them)."""
         motions = codes - codes[:, :1]  # (N, L, z)
         if self.config.diversity_space == "landmarks":
-            frames = _windows(codes)
             with torch.no_grad():
-                pts = self.model.vae.eval().decode(frames.flatten(0, 1))[:, torch.from_numpy(MOTION_POINTS)]
-            pts = pts.reshape(*frames.shape[:2], -1, 2)  # (N, L', P, 2)
+                pts = self._window_points(codes)  # (N, L', P, 2)
             motions = pts - pts[:, :1]
         labels = torch.from_numpy(self.train_set.labels)
         g = torch.Generator().manual_seed(0)
@@ -325,10 +323,14 @@ class Trainer:
         """The diversity hinge on the modes' codes (B, K, L, z), in ``diversity_space``."""
         if self.config.diversity_space == "code":
             return diversity_loss(with_start, self.margin)
-        frames = _windows(with_start)  # (B, K, L', z)
-        points = self.model.vae.decode(frames.flatten(0, 2))[:, torch.from_numpy(MOTION_POINTS)]
-        points = points.reshape(*frames.shape[:3], -1, 2)  # (B, K, L', P, 2)
+        points = self._window_points(with_start)  # (B, K, L', P, 2)
         return diversity_loss(points, self.margin, per_point=True) / self.margin
+
+    def _window_points(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (..., L, z) → (..., L', P, 2): the lip and eye points decoded from ``_windows``."""
+        frames = _windows(codes)
+        decoded = self.model.vae.decode(frames.reshape(-1, frames.shape[-1]))  # (M, 468, 2)
+        return decoded[:, torch.from_numpy(MOTION_POINTS)].reshape(*frames.shape[:-1], -1, 2)
 
     @torch.no_grad()
     def _nearest_noise(self, z0: torch.Tensor, cls: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -438,12 +440,12 @@ class Trainer:
 
 
 def _windows(codes: torch.Tensor) -> torch.Tensor:
-    """codes (..., L, z) → (..., 1 + (L−1) // DIVERSITY_STRIDE, z): the first frame, then the
-    mean code of each window of DIVERSITY_STRIDE frames after it. Averaging, not striding, so a
+    """codes (..., L, z) → (..., 1 + (L−1) // DIVERSITY_WINDOW, z): the first frame, then the
+    mean code of each window of DIVERSITY_WINDOW frames after it. Averaging, not striding, so a
     mode cannot look different from another by rattling between the frames it is compared on."""
     lead, (length, z) = codes.shape[:-2], codes.shape[-2:]
     flat = codes.reshape(-1, length, z)
-    means = F.avg_pool1d(flat[:, 1:].transpose(1, 2), DIVERSITY_STRIDE).transpose(1, 2)
+    means = F.avg_pool1d(flat[:, 1:].transpose(1, 2), DIVERSITY_WINDOW).transpose(1, 2)
     return torch.cat([flat[:, :1], means], 1).reshape(*lead, -1, z)
 
 
