@@ -82,6 +82,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "photo",
@@ -490,6 +500,18 @@ def _add_train_parser(sub: Any) -> None:
         "(default), or their decoded lip and eye motion",
     )
     train.add_argument(
+        "--mode-noise",
+        type=_non_negative_int,
+        default=0,
+        metavar="D",
+        help="size of each mode's own noise vector; D > 0 trains the generator as a conditional VAE "
+        "so that the K modes are K independent smiles (default 0: the modes differ by their "
+        "embeddings only)",
+    )
+    train.add_argument(
+        "--kl-weight", type=float, default=2e-3, help="weight of the mode noise's KL term (0.002)"
+    )
+    train.add_argument(
         "--no-anchors", action="store_true", help="do not keep the training faces' codes as anchors"
     )
     train.add_argument("--restart", action="store_true", help="ignore a training state in DIR")
@@ -732,6 +754,8 @@ def run_train(args: argparse.Namespace) -> int:
         gen_batch=args.gen_batch,
         motion_face=args.motion_face,
         diversity_space=args.diversity_space,
+        mode_noise_dim=args.mode_noise,
+        w_kl=args.kl_weight,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

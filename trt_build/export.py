@@ -97,7 +97,7 @@ def generator_spec(model: CMMNet, batch: int = 2) -> GraphSpec:
     g = torch.Generator().manual_seed(0)
     neutral = 0.05 * torch.randn(batch, 468, 2, generator=g) + model.vae.mean.reshape(468, 2)
     with torch.no_grad():
-        state = model.start(neutral, torch.arange(batch) % 2)
+        state = model.start(neutral, torch.arange(batch) % 2, model.multimode.sample_noise(batch, g))
     inputs = (
         torch.arange(batch) % 2,
         torch.randn(batch, cfg.conditional.noise_dim, generator=g),

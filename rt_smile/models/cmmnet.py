@@ -108,13 +108,14 @@ class CMMNet(nn.Module):
         nearest = torch.cdist((z - mean) @ whiten.T, (anchors - mean) @ whiten.T).argmin(1)  # (B,)
         return anchors[nearest]
 
-    def start(self, neutral: Tensor, cls: Tensor) -> GeneratorState:
-        """neutral (B, 468, 2) aligned landmarks, cls (B,) long → initial state."""
+    def start(self, neutral: Tensor, cls: Tensor, mode_noise: Tensor | None = None) -> GeneratorState:
+        """neutral (B, 468, 2) aligned landmarks, cls (B,) long, mode_noise (B, K, d) (from
+        ``multimode.sample_noise``; needed by a generator with mode noise) → initial state."""
         z0 = self.neutral_code(neutral)
         return GeneratorState(
             z=z0,
             conditional=self.conditional.initial_state(z0, cls),
-            multimode=self.multimode.initial_state(z0),
+            multimode=self.multimode.initial_state(z0, mode_noise),
             z0=z0,
             neutral_decoded=self.vae.decode(z0),
         )
@@ -129,13 +130,24 @@ class CMMNet(nn.Module):
         disp = decoded - state.neutral_decoded[:, None]
         return disp, GeneratorState(z, cond, mm, state.z0, state.neutral_decoded)
 
+    def sample_noise(
+        self, batch: int, steps: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The noise of ``batch`` generations of ``steps`` frames, drawn in this order: the
+        conditional LSTM's (batch, steps, noise_dim) and the modes' own (batch, K, d)."""
+        noise = self.conditional.sample_noise(batch, steps, generator=generator)
+        return noise, self.multimode.sample_noise(batch, generator=generator)
+
     @torch.no_grad()
-    def generate(self, neutral: Tensor, cls: Tensor, noise: Tensor) -> Tensor:
-        """neutral (B, 468, 2), cls (B,), noise (B, T, noise_dim) → (B, K, T, 468, 2) landmarks.
+    def generate(
+        self, neutral: Tensor, cls: Tensor, noise: Tensor, mode_noise: Tensor | None = None
+    ) -> Tensor:
+        """neutral (B, 468, 2), cls (B,), noise (B, T, noise_dim), mode_noise (B, K, d) →
+        (B, K, T, 468, 2) landmarks.
 
         Frame 0 of every mode is ``neutral`` itself (the photo's own face); frames 1 … T−1 are
         steps of the generator (noise[:, T−1] is unused)."""
-        state = self.start(neutral, cls)
+        state = self.start(neutral, cls, mode_noise)
         first = neutral[:, None].expand(-1, self.modes, -1, -1)
         frames = [first]
         for t in range(noise.shape[1] - 1):

@@ -38,6 +38,10 @@ class MultiModeConfig:
     mode_dim: int = 16
     #: Stacked LSTM layers.
     layers: int = 1
+    #: Size of each mode's own noise vector (0: none, the modes differ only by their embeddings).
+    #: With noise, the K modes of one input are K independent draws: the noise enters the initial
+    #: state, so the per-step graph is the same with or without it.
+    noise_dim: int = 0
 
 
 class MultiModeGenerator(nn.Module):
@@ -47,7 +51,7 @@ class MultiModeGenerator(nn.Module):
         super().__init__()
         self.config = cfg = config or MultiModeConfig()
         self.mode_embedding = nn.Parameter(torch.randn(cfg.modes, cfg.mode_dim))  # (K, mode_dim)
-        self.init_state = StateInit(cfg.z_dim + cfg.mode_dim, cfg.hidden, cfg.layers)
+        self.init_state = StateInit(cfg.z_dim + cfg.mode_dim + cfg.noise_dim, cfg.hidden, cfg.layers)
         # input per step: z_t, z_t − z0 (the motion so far), mode embedding
         self.lstm = LSTMStack(2 * cfg.z_dim + cfg.mode_dim, cfg.hidden, cfg.layers)
         self.head = residual_head(cfg.hidden, cfg.z_dim)
@@ -60,11 +64,28 @@ class MultiModeGenerator(nn.Module):
         """(B·K, mode_dim) mode embeddings, row b·K + k is m_k."""
         return self.mode_embedding.repeat(batch, 1)
 
-    def initial_state(self, z0: Tensor) -> MultiModeState:
-        """z0 (B, z) → (h, c, z0_modes): h, c (layers, B·K, hidden), z0_modes (B·K, z)."""
+    def initial_state(self, z0: Tensor, noise: Tensor | None = None) -> MultiModeState:
+        """z0 (B, z), noise (B, K, noise_dim) (``sample_noise``; needed when ``noise_dim`` > 0)
+        → (h, c, z0_modes): h, c (layers, B·K, hidden), z0_modes (B·K, z)."""
         z0k = self._per_mode(z0)  # (B·K, z)
-        h, c = self.init_state(torch.cat([z0k, self._modes(z0.shape[0])], dim=-1))
+        parts = [z0k, self._modes(z0.shape[0])]
+        if self.config.noise_dim > 0:
+            expected = (z0.shape[0], self.config.modes, self.config.noise_dim)
+            if noise is None or tuple(noise.shape) != expected:
+                got = None if noise is None else tuple(noise.shape)
+                raise ValueError(f"this generator needs mode noise of shape {expected}, got {got}")
+            parts.append(noise.flatten(0, 1).to(z0.dtype))
+        h, c = self.init_state(torch.cat(parts, dim=-1))
         return h, c, z0k
+
+    def sample_noise(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
+        """Standard normal mode noise (batch, K, noise_dim): one independent draw per mode; empty
+        (no random numbers drawn) when ``noise_dim`` is 0."""
+        shape = (batch, self.config.modes, self.config.noise_dim)
+        device = self.head.weight.device
+        if self.config.noise_dim == 0:
+            return torch.zeros(shape, device=device)
+        return torch.randn(shape, generator=generator, device=device)
 
     def step(self, z_t: Tensor, state: MultiModeState) -> tuple[Tensor, MultiModeState]:
         """z_t (B, z), state (h, c, z0_modes) → (z_modes (B, K, z), state)."""
@@ -75,9 +96,9 @@ class MultiModeGenerator(nn.Module):
         z_modes = (ztk + self.head(top)).unflatten(0, (z_t.shape[0], self.config.modes))  # (B, K, z)
         return z_modes, (h, c, z0k)
 
-    def unroll(self, z_seq: Tensor, z0: Tensor) -> Tensor:
-        """z_seq (B, T, z) (z1 … zT), z0 (B, z) → (B, K, T, z)."""
-        state = self.initial_state(z0)
+    def unroll(self, z_seq: Tensor, z0: Tensor, noise: Tensor | None = None) -> Tensor:
+        """z_seq (B, T, z) (z1 … zT), z0 (B, z), noise (B, K, noise_dim) → (B, K, T, z)."""
+        state = self.initial_state(z0, noise)
         out: list[Tensor] = []
         for t in range(z_seq.shape[1]):
             z_modes, state = self.step(z_seq[:, t], state)

@@ -317,8 +317,8 @@ class SmileEngine:
             label = torch.full((groups,), CLASSES.index(cls), dtype=torch.long)
             gen = torch.Generator().manual_seed(int(s.rng.integers(2**31)))
             length = round(EPISODE_SECONDS[cls] * self.config.fps)
-            noise = self.model.conditional.sample_noise(groups, length, generator=gen)
-            s.episode = Episode(cls, length, noise, self.model.start(neutral, label))
+            noise, mode_noise = self.model.sample_noise(groups, length, generator=gen)
+            s.episode = Episode(cls, length, noise, self.model.start(neutral, label, mode_noise))
 
     def _smile_offsets(self, sessions: list[FaceSession]) -> dict[str, Array]:
         """(K, 468, 2) crop-pixel smile displacement of each session in an episode."""

@@ -71,12 +71,12 @@ def generate_landmarks(
     further noise draws (each group of the model's modes gets its own noise)."""
     groups = groups_for(modes, model.modes)
     gen = torch.Generator().manual_seed(seed)
-    noise = model.conditional.sample_noise(groups, frames, generator=gen)
+    noise, mode_noise = model.sample_noise(groups, frames, generator=gen)
     motion = FaceMotion.for_face(model, neutral_aligned)
     start = torch.from_numpy(motion.start).float()[None].expand(groups, -1, -1)
     cls = torch.full((groups,), CLASSES.index(smile_class), dtype=torch.long)
     with torch.no_grad():
-        seqs = model.generate(start, cls, noise)  # (groups, Kmodel, T, 468, 2)
+        seqs = model.generate(start, cls, noise, mode_noise)  # (groups, Kmodel, T, 468, 2)
     return motion.onto(seqs.flatten(0, 1)[:modes].double().numpy())
 
 

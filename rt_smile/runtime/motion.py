@@ -53,14 +53,19 @@ class FaceMotion:
 
 
 def generate_on_faces(
-    model: CMMNet, motions: list[FaceMotion], cls: torch.Tensor, noise: torch.Tensor
+    model: CMMNet,
+    motions: list[FaceMotion],
+    cls: torch.Tensor,
+    noise: torch.Tensor,
+    mode_noise: torch.Tensor | None = None,
 ) -> tuple[Array, Array]:
-    """One row per face: cls (N,), noise (N, T, noise_dim) → (N, K, T, 468, 2) multi-mode
+    """One row per face: cls (N,), noise (N, T, noise_dim), mode_noise (N, K, d) (both from
+    ``model.sample_noise``) → (N, K, T, 468, 2) multi-mode
     sequences and (N, T, 468, 2) K = 1 sequences (the conditional LSTM alone), each on its
     face and starting at its neutral landmarks."""
     start = torch.from_numpy(np.stack([m.start for m in motions])).float()
     with torch.no_grad():
-        multi = model.generate(start, cls, noise).double().numpy()
+        multi = model.generate(start, cls, noise, mode_noise).double().numpy()
         single = conditional_only(model, start, cls, noise).double().numpy()
     multi = np.stack([m.onto(s) for m, s in zip(motions, multi, strict=True)])
     single = np.stack([m.onto(s) for m, s in zip(motions, single, strict=True)])

@@ -123,7 +123,8 @@ def bench_inputs(
     proj, delta = retarget_tensors(motions)
     start = torch.stack([torch.from_numpy(m.start).float() for m in motions])
     cls = (torch.arange(sessions) % 2).repeat_interleave(groups)
-    state = model.start(start.repeat_interleave(groups, 0), cls)
+    mode_noise = model.multimode.sample_noise(g, generator=gen)  # draws nothing without mode noise
+    state = model.start(start.repeat_interleave(groups, 0), cls, mode_noise)
     prior, _targets = example_prior(size)
     linear = torch.from_numpy(canonical_to_crop(CropConfig(size=size)).matrix[:, :2].copy()).float()
 

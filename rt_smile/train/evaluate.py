@@ -71,9 +71,10 @@ def generate_all(
     LSTM's own sequence, decoded), all starting at the condition's neutral frame."""
     gen = torch.Generator().manual_seed(seed)
     cls = torch.from_numpy(labels)
-    noise = model.conditional.sample_noise(len(neutrals), length, generator=gen)
+    noise, mode_noise = model.sample_noise(len(neutrals), length, generator=gen)
     motions = [FaceMotion.for_face(model, n) for n in neutrals]
-    multi, single = generate_on_faces(model, motions, cls, noise)  # (N, K, T, 468, 2), (N, T, 468, 2)
+    # (N, K, T, 468, 2) and (N, T, 468, 2)
+    multi, single = generate_on_faces(model, motions, cls, noise, mode_noise)
     return [list(m) for m in multi], list(single)
 
 

@@ -96,8 +96,8 @@ def generate_draws(
     """(draws, K, T, 468, 2) multi-mode sequences and (draws, T, 468, 2) K = 1 sequences."""
     gen = torch.Generator().manual_seed(seed)
     cls = torch.full((draws,), label, dtype=torch.long)
-    noise = model.conditional.sample_noise(draws, length, generator=gen)
-    return generate_on_faces(model, [FaceMotion.for_face(model, neutral)] * draws, cls, noise)
+    noise, mode_noise = model.sample_noise(draws, length, generator=gen)
+    return generate_on_faces(model, [FaceMotion.for_face(model, neutral)] * draws, cls, noise, mode_noise)
 
 
 def _peak_speed(seqs: list[Seq], fps: float) -> float:

@@ -38,10 +38,12 @@ from rt_smile.train.losses import (
     class_loss,
     diversity_loss,
     energy_score,
+    kl_divergence,
     per_mode_mse,
     vae_loss,
 )
 from rt_smile.train.metrics import MOTION_POINTS
+from rt_smile.train.posterior import MotionPosterior, free_bits_kl, posterior_draws
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,17 @@ class TrainConfig:
     #: in code space but 0.37 × in motion. The landmark hinge is divided by its margin (so it
     #: runs from 0 to 1).
     diversity_space: str = "code"
+    #: Size of each mode's own noise vector (``MultiModeConfig.noise_dim``; 0: none). With mode
+    #: noise the generator is trained as a conditional VAE (``rt_smile.train.posterior``): every
+    #: mode gets its own draw from the noise's posterior given the training sequence, and the
+    #: Kullback-Leibler divergence to the prior is added with weight ``w_kl``. At run time each
+    #: mode draws its noise from the prior, so the K modes are K independent smiles.
+    mode_noise_dim: int = 0
+    w_kl: float = 2e-3
+    #: Free bits (Kingma et al. 2016): each noise dimension's KL (batch mean, nats) is charged
+    #: no less than this, so the posterior is free to carry that much information per dimension
+    #: (without it, the generator learns the mean smile first and the posterior collapses).
+    kl_free_nats: float = 1.5
     log_every: int = 50
     checkpoint_every: int = 500
 
@@ -133,6 +146,8 @@ class TrainConfig:
             )
         if self.motion_face not in MOTION_FACES:
             raise ValueError(f"motion_face must be one of {MOTION_FACES}, not {self.motion_face!r}")
+        if self.mode_noise_dim > 0 and self.noise_candidates > 1 and self.candidate_match == "modes":
+            raise ValueError("mode noise cannot be combined with noise candidates matched on the modes")
         if self.candidate_match not in CANDIDATE_MATCHES:
             raise ValueError(
                 f"candidate_match must be one of {CANDIDATE_MATCHES}, not {self.candidate_match!r}"
@@ -175,13 +190,17 @@ class Trainer:
         torch.manual_seed(config.seed)
         model_config = CMMNetConfig(
             conditional=ConditionalConfig(noise_dim=config.noise_dim, hold_noise=config.holds_noise),
-            multimode=MultiModeConfig(modes=config.modes),
+            multimode=MultiModeConfig(modes=config.modes, noise_dim=config.mode_noise_dim),
             anchors=len(self.train_set) if config.anchors and not template else 0,
             motion_face=config.motion_face,
         )
         self.model = CMMNet(model_config)
         self.opt_vae = torch.optim.AdamW(self.model.vae.parameters(), lr=config.vae_lr, weight_decay=1e-4)
+        z_dim = model_config.vae.z_dim
+        self.posterior = MotionPosterior(z_dim, config.mode_noise_dim) if config.mode_noise_dim > 0 else None
         gen_params = [*self.model.conditional.parameters(), *self.model.multimode.parameters()]
+        if self.posterior is not None:
+            gen_params += list(self.posterior.parameters())
         self.opt_gen = torch.optim.AdamW(gen_params, lr=config.gen_lr, weight_decay=1e-4)
         self.stage, self.step = "vae", 0
         self.log: list[dict[str, Any]] = []
@@ -202,6 +221,7 @@ class Trainer:
             "step": self.step,
             "log": self.log,
             "model": self.model.state_dict(),
+            "posterior": None if self.posterior is None else self.posterior.state_dict(),
             "opt_vae": self.opt_vae.state_dict(),
             "opt_gen": self.opt_gen.state_dict(),
             "rng": self.rng.get_state(),
@@ -222,6 +242,8 @@ class Trainer:
         if saved != asdict(self.config):
             raise ValueError(f"{path} was made with another configuration; use a new --out folder")
         self.model.load_state_dict(state["model"])
+        if self.posterior is not None:
+            self.posterior.load_state_dict(state["posterior"])
         self.opt_vae.load_state_dict(state["opt_vae"])
         self.opt_gen.load_state_dict(state["opt_gen"])
         self.rng.set_state(state["rng"])
@@ -299,7 +321,8 @@ class Trainer:
         z0, target = codes[:, 0], codes[:, 1:]  # (B·m, z), (B·m, L-1, z)
         noise = self._nearest_noise(z0, cls, target)
         z_cond = model.conditional.unroll(z0, cls, noise)  # (B, L-1, z)
-        z_modes = model.multimode.unroll(z_cond, z0)  # (B, K, L-1, z)
+        mode_noise, kl, kl_nats = self._mode_noise(z0, target)
+        z_modes = model.multimode.unroll(z_cond, z0, mode_noise)  # (B, K, L-1, z)
         wta, winner = best_of_k_loss(z_modes, target, relax=cfg.relax)
         cond = F.mse_loss(z_cond, target)
         with_start = torch.cat([z0[:, None, None].expand(-1, z_modes.shape[1], 1, -1), z_modes], dim=2)
@@ -307,7 +330,7 @@ class Trainer:
         cls_term = self._class_term(z_modes, z0, cls)
         energy = self._energy_term(z_modes, target)
         loss = wta + cfg.w_conditional * cond + cfg.w_diversity * div + cfg.w_class * cls_term
-        loss = loss + cfg.w_energy * energy
+        loss = loss + cfg.w_energy * energy + cfg.w_kl * kl
         wins = torch.bincount(winner, minlength=cfg.modes).float() / len(winner)
         parts = {
             "wta": wta.item(),
@@ -315,12 +338,28 @@ class Trainer:
             "diversity": div.item(),
             "class": cls_term.item(),
             "energy": energy.item(),
+            "kl_nats": kl_nats,
             "min_mode_share": wins.min().item(),
         }
         return loss, parts
 
+    def _mode_noise(
+        self, z0: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor, float]:
+        """Each mode's draw (B, K, d) from the posterior of its noise given the target, the KL
+        term charged (free bits) and the posterior's plain KL divergence to the prior, for the
+        log; (None, 0, 0) without mode noise."""
+        if self.posterior is None:
+            return None, target.sum() * 0.0, 0.0
+        mu, logvar = self.posterior(target - z0[:, None])
+        charged = free_bits_kl(mu, logvar, self.config.kl_free_nats)
+        draws = posterior_draws(mu, logvar, self.config.modes, self.rng)
+        return draws, charged, kl_divergence(mu, logvar).item()
+
     def _diversity_term(self, with_start: torch.Tensor) -> torch.Tensor:
         """The diversity hinge on the modes' codes (B, K, L, z), in ``diversity_space``."""
+        if self.config.w_diversity == 0.0:
+            return with_start.sum() * 0.0
         if self.config.diversity_space == "code":
             return diversity_loss(with_start, self.margin)
         points = self._window_points(with_start)  # (B, K, L', P, 2)

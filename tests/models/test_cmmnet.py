@@ -47,3 +47,41 @@ def test_set_anchors_checks_the_shape() -> None:
         assert "anchor codes" in str(exc)
     else:
         raise AssertionError("a wrong number of anchors must be refused")
+
+
+def test_mode_noise_makes_each_mode_an_independent_draw() -> None:
+    from rt_smile.models.multimode import MultiModeConfig
+
+    torch.manual_seed(0)
+    model = CMMNet(CMMNetConfig(multimode=MultiModeConfig(noise_dim=4))).eval()
+    g = torch.Generator().manual_seed(5)
+    noise, mode_noise = model.sample_noise(2, 6, generator=g)
+    assert mode_noise.shape == (2, model.modes, 4)
+    z0, z_seq = torch.randn(2, 32, generator=g), torch.randn(2, 6, 32, generator=g)
+    with torch.no_grad():
+        a = model.multimode.unroll(z_seq, z0, mode_noise)  # (2, K, 6, z)
+        assert torch.equal(a, model.multimode.unroll(z_seq, z0, mode_noise)), "deterministic"
+        other = mode_noise.clone()
+        other[:, 1] = torch.randn(2, 4, generator=g)
+        b = model.multimode.unroll(z_seq, z0, other)
+    assert torch.equal(a[:, 0], b[:, 0]), "a mode depends on its own noise only"
+    assert (a[:, 1] - b[:, 1]).abs().max() > 1e-4, "other noise, another smile"
+    out = model.generate(_faces(2, 3), torch.tensor([0, 1]), noise, mode_noise)
+    assert out.shape[:3] == (2, model.modes, 6)
+    try:
+        model.start(_faces(2, 3), torch.tensor([0, 1]))
+    except ValueError as exc:
+        assert "needs mode noise" in str(exc)
+    else:
+        raise AssertionError("a generator with mode noise must refuse to start without it")
+
+
+def test_without_mode_noise_no_random_numbers_are_drawn_for_the_modes() -> None:
+    model = CMMNet()
+    g = torch.Generator().manual_seed(1)
+    _, mode_noise = model.sample_noise(3, 4, generator=g)
+    assert mode_noise.shape == (3, model.modes, 0)
+    after = torch.randn(1, generator=g)
+    h = torch.Generator().manual_seed(1)
+    model.conditional.sample_noise(3, 4, generator=h)
+    assert torch.equal(after, torch.randn(1, generator=h)), "old weights keep their seeded output"

@@ -199,3 +199,14 @@ def test_class_loss_is_cross_entropy_over_samples_and_modes() -> None:
     per_mode = [F.cross_entropy(logits[:, k], labels) for k in range(3)]
     torch.testing.assert_close(class_loss(logits, labels), torch.stack(per_mode).mean())
     torch.testing.assert_close(class_loss(logits[:, 0], labels), per_mode[0])
+
+
+def test_free_bits_charge_each_dimension_at_least_its_allowance() -> None:
+    from rt_smile.train.losses import kl_divergence as gaussian_kl
+    from rt_smile.train.posterior import free_bits_kl
+
+    mu = torch.tensor([[0.0, 3.0], [0.0, -3.0]])
+    logvar = torch.zeros(2, 2)
+    # dimension 0 carries nothing (charged 0.5), dimension 1 carries 4.5 nats (charged in full)
+    assert free_bits_kl(mu, logvar, 0.5).item() == pytest.approx(0.5 + 4.5)
+    assert free_bits_kl(mu, logvar, 0.0).item() == pytest.approx(gaussian_kl(mu, logvar).item())

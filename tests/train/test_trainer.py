@@ -139,3 +139,26 @@ def test_the_diversity_hinge_can_measure_decoded_lip_and_eye_motion(tmp_path: Pa
     assert logged and all(0.0 <= d <= 1.0 for d in logged), "the hinge is divided by its margin"
     with pytest.raises(ValueError, match="diversity_space must be one of"):
         replace(TINY, diversity_space="motion")
+
+
+def test_mode_noise_trains_the_modes_on_posterior_draws_and_resumes(tmp_path: Path) -> None:
+    config = replace(TINY, w_class=0.0, motion_face="template", mode_noise_dim=3, w_diversity=0.0)
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    assert trainer.posterior is not None
+    codes = trainer._encode_sequences()[:4]
+    target, z0 = codes[:, 1:], codes[:, 0]
+    draws, charged, nats = trainer._mode_noise(z0, target)
+    assert draws is not None and draws.shape == (4, config.modes, 3)
+    assert not torch.allclose(draws[:, 0], draws[:, 1]), "each mode gets its own draw"
+    assert charged.item() >= 3 * config.kl_free_nats - 1e-6 and nats >= 0.0
+    weights = trainer.run(progress=False)
+    assert all("kl_nats" in r for r in trainer.log if r["stage"] == "generator")
+    model = load_cmmnet(weights)
+    assert model.config.multimode.noise_dim == 3
+    again = Trainer(config, synth_data(config), tmp_path / "run")
+    assert again.try_resume() and again.posterior is not None
+    assert trainer.posterior is not None
+    for k, v in again.posterior.state_dict().items():
+        assert torch.equal(v, trainer.posterior.state_dict()[k]), "the posterior is resumed too"
+    with pytest.raises(ValueError, match="mode noise cannot be combined"):
+        replace(config, noise_candidates=4, candidate_match="modes")
