@@ -509,6 +509,12 @@ def _add_train_parser(sub: Any) -> None:
         "embeddings only)",
     )
     train.add_argument(
+        "--conditional-weight",
+        type=float,
+        default=0.5,
+        help="weight of the conditional LSTM's own regression on the data (0.5)",
+    )
+    train.add_argument(
         "--kl-weight", type=float, default=2e-3, help="weight of the mode noise's KL term (0.002)"
     )
     train.add_argument(
@@ -756,6 +762,7 @@ def run_train(args: argparse.Namespace) -> int:
         diversity_space=args.diversity_space,
         mode_noise_dim=args.mode_noise,
         w_kl=args.kl_weight,
+        w_conditional=args.conditional_weight,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

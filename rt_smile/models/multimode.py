@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 from rt_smile.models.conditional import LSTMStack, StateInit, residual_head
 
-#: Recurrent state (h, c, z0_modes): h, c (layers, B·K, hidden); z0_modes (B·K, z), the neutral
-#: code repeated per mode.
+#: Recurrent state (h, c, z0_modes): h, c (layers, B·K, hidden); z0_modes (B·K, z + noise_dim),
+#: the per-mode constants: the neutral code repeated per mode, then the mode's own noise.
 MultiModeState = tuple[Tensor, Tensor, Tensor]
 
 
@@ -39,8 +39,8 @@ class MultiModeConfig:
     #: Stacked LSTM layers.
     layers: int = 1
     #: Size of each mode's own noise vector (0: none, the modes differ only by their embeddings).
-    #: With noise, the K modes of one input are K independent draws: the noise enters the initial
-    #: state, so the per-step graph is the same with or without it.
+    #: With noise, the K modes of one input are K independent draws: the noise sets the initial
+    #: state and is fed at every step, held in the state beside the neutral code.
     noise_dim: int = 0
 
 
@@ -52,8 +52,8 @@ class MultiModeGenerator(nn.Module):
         self.config = cfg = config or MultiModeConfig()
         self.mode_embedding = nn.Parameter(torch.randn(cfg.modes, cfg.mode_dim))  # (K, mode_dim)
         self.init_state = StateInit(cfg.z_dim + cfg.mode_dim + cfg.noise_dim, cfg.hidden, cfg.layers)
-        # input per step: z_t, z_t − z0 (the motion so far), mode embedding
-        self.lstm = LSTMStack(2 * cfg.z_dim + cfg.mode_dim, cfg.hidden, cfg.layers)
+        # input per step: z_t, z_t − z0 (the motion so far), mode embedding, mode noise
+        self.lstm = LSTMStack(2 * cfg.z_dim + cfg.mode_dim + cfg.noise_dim, cfg.hidden, cfg.layers)
         self.head = residual_head(cfg.hidden, cfg.z_dim)
 
     def _per_mode(self, z: Tensor) -> Tensor:
@@ -66,17 +66,16 @@ class MultiModeGenerator(nn.Module):
 
     def initial_state(self, z0: Tensor, noise: Tensor | None = None) -> MultiModeState:
         """z0 (B, z), noise (B, K, noise_dim) (``sample_noise``; needed when ``noise_dim`` > 0)
-        → (h, c, z0_modes): h, c (layers, B·K, hidden), z0_modes (B·K, z)."""
-        z0k = self._per_mode(z0)  # (B·K, z)
-        parts = [z0k, self._modes(z0.shape[0])]
+        → (h, c, z0_modes): h, c (layers, B·K, hidden), z0_modes (B·K, z + noise_dim)."""
+        consts = self._per_mode(z0)  # (B·K, z)
         if self.config.noise_dim > 0:
             expected = (z0.shape[0], self.config.modes, self.config.noise_dim)
             if noise is None or tuple(noise.shape) != expected:
                 got = None if noise is None else tuple(noise.shape)
                 raise ValueError(f"this generator needs mode noise of shape {expected}, got {got}")
-            parts.append(noise.flatten(0, 1).to(z0.dtype))
-        h, c = self.init_state(torch.cat(parts, dim=-1))
-        return h, c, z0k
+            consts = torch.cat([consts, noise.flatten(0, 1).to(z0.dtype)], dim=-1)
+        h, c = self.init_state(torch.cat([consts, self._modes(z0.shape[0])], dim=-1))
+        return h, c, consts
 
     def sample_noise(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
         """Standard normal mode noise (batch, K, noise_dim): one independent draw per mode; empty
@@ -89,12 +88,16 @@ class MultiModeGenerator(nn.Module):
 
     def step(self, z_t: Tensor, state: MultiModeState) -> tuple[Tensor, MultiModeState]:
         """z_t (B, z), state (h, c, z0_modes) → (z_modes (B, K, z), state)."""
-        h, c, z0k = state
+        h, c, consts = state
         ztk = self._per_mode(z_t)  # (B·K, z)
-        x = torch.cat([ztk, ztk - z0k, self._modes(z_t.shape[0])], dim=-1)  # (B·K, 2z + mode_dim)
+        z0k = consts[:, : z_t.shape[1]] if self.config.noise_dim > 0 else consts  # (B·K, z)
+        parts = [ztk, ztk - z0k, self._modes(z_t.shape[0])]
+        if self.config.noise_dim > 0:
+            parts.append(consts[:, z_t.shape[1] :])  # the mode's noise (B·K, d)
+        x = torch.cat(parts, dim=-1)  # (B·K, 2z + mode_dim + d)
         top, (h, c) = self.lstm(x, (h, c))  # (B·K, hidden)
         z_modes = (ztk + self.head(top)).unflatten(0, (z_t.shape[0], self.config.modes))  # (B, K, z)
-        return z_modes, (h, c, z0k)
+        return z_modes, (h, c, consts)
 
     def unroll(self, z_seq: Tensor, z0: Tensor, noise: Tensor | None = None) -> Tensor:
         """z_seq (B, T, z) (z1 … zT), z0 (B, z), noise (B, K, noise_dim) → (B, K, T, z)."""
