@@ -49,7 +49,7 @@ class GeneratorStep(nn.Module):
         mm_h: Tensor, mm_c: Tensor, z0_modes: Tensor,
     ) -> tuple[Tensor, ...]:  # fmt: skip
         """cls (B,) int64, noise (B, n), z (B, z), cond_h/c (L, B, H), mm_h/c (Lm, B·K, Hm),
-        z0_modes (B·K, z) → z_modes (B, K, z), z, cond_h, cond_c, mm_h, mm_c."""
+        z0_modes (B·K, z + mode noise) → z_modes (B, K, z), z, cond_h, cond_c, mm_h, mm_c."""
         z_t, (ch, cc) = self.model.conditional.step(z, cls, noise, (cond_h, cond_c))
         z_modes, (mh, mc, _) = self.model.multimode.step(z_t, (mm_h, mm_c, z0_modes))
         return z_modes, z_t, ch, cc, mh, mc
@@ -110,7 +110,7 @@ def generator_spec(model: CMMNet, batch: int = 2) -> GraphSpec:
         "z_modes": b, "z_next": b, "cond_h_next": {1: "batch"}, "cond_c_next": {1: "batch"},
         "mm_h_next": {1: "batch_modes"}, "mm_c_next": {1: "batch_modes"},
     }  # fmt: skip
-    assert inputs[-1].shape == (batch * k, z)
+    assert inputs[-1].shape == (batch * k, z + cfg.multimode.noise_dim)  # neutral code, mode noise
     return GraphSpec(
         "generator_step",
         GeneratorStep(model),

@@ -29,7 +29,7 @@ class RecurrentState:
     cond_c: Tensor  # (L, G, H)
     mm_h: Tensor  # (Lm, G·Km, Hm)
     mm_c: Tensor  # (Lm, G·Km, Hm)
-    z0_modes: Tensor  # (G·Km, z)
+    z0_modes: Tensor  # (G·Km, z + mode noise)
 
     def tensors(self) -> tuple[Tensor, ...]:
         return tuple(getattr(self, f.name) for f in fields(self))

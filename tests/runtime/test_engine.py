@@ -197,3 +197,25 @@ def test_a_template_motion_model_smiles_on_the_photos_own_face(face: PreparedFac
     got = engine._smile_offsets([s])[s.id]
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert np.abs(got - unretargeted).max() > 1e-3, "the retargeting changed the motion"
+
+
+def test_a_model_with_mode_noise_gives_each_mode_its_own_draw(face: PreparedFace) -> None:
+    """Each episode draws every mode's own noise once (held in the multi-mode state), so the
+    engine steps such a model like any other, and its modes move differently."""
+    from rt_smile.models.multimode import MultiModeConfig
+
+    torch.manual_seed(0)
+    config = CMMNetConfig(motion_face="template", multimode=MultiModeConfig(noise_dim=8))
+    noisy = CMMNet(config).eval()
+    torch.nn.init.normal_(noisy.vae.to_coords.weight, std=0.01)  # an untrained VAE never moves
+    torch.nn.init.normal_(noisy.multimode.head.weight, std=0.5)  # nor would an untrained head
+    engine = SmileEngine(noisy, EngineConfig(episode_every=0.0, blink_every=1000.0))
+    s = engine.open_session(face, "posed", 4)
+    s.trigger()
+    for _ in range(10):
+        engine.step()
+    assert s.episode is not None
+    consts = s.episode.state.multimode[2]  # (K, z + 8): neutral code, then the mode's noise
+    assert consts.shape == (4, 32 + 8) and consts[:, 32:].std(0).min() > 0.1, "one draw per mode"
+    got = engine._smile_offsets([s])[s.id]  # (K, 468, 2)
+    assert np.abs(got[0] - got[1]).max() > 1e-4, "the modes differ"

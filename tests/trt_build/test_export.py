@@ -57,6 +57,19 @@ def test_generator_step_matches_torch_over_many_steps(model: CMMNet, tmp_path: P
     assert check_file(path) == []
 
 
+def test_a_generator_with_mode_noise_exports_with_the_noise_in_its_state(tmp_path: Path) -> None:
+    from rt_smile.models.cmmnet import CMMNetConfig
+    from rt_smile.models.multimode import MultiModeConfig
+
+    torch.manual_seed(3)
+    noisy = CMMNet(CMMNetConfig(multimode=MultiModeConfig(noise_dim=8))).eval()
+    spec = generator_spec(noisy, batch=2)
+    assert spec.inputs[-1].shape == (2 * noisy.modes, 32 + 8), "z0_modes holds the mode noise"
+    path = export_graph(spec, tmp_path / "generator_step.onnx")
+    assert parity(generator_spec(noisy, batch=3), path, steps=20, feedback=generator_feedback) <= TOL
+    assert check_file(path) == []
+
+
 def test_vae_decode_matches_torch(model: CMMNet, tmp_path: Path) -> None:
     path = export_graph(vae_spec(model, batch=8), tmp_path / "vae_decode.onnx")
     assert parity(vae_spec(model, batch=3), path) <= TOL
