@@ -90,9 +90,8 @@ class MultiModeGenerator(nn.Module):
         """z_t (B, z), state (h, c, z0_modes) → (z_modes (B, K, z), state)."""
         h, c, consts = state
         ztk = self._per_mode(z_t)  # (B·K, z)
-        z0k = consts[:, : z_t.shape[1]] if self.config.noise_dim > 0 else consts  # (B·K, z)
-        parts = [ztk, ztk - z0k, self._modes(z_t.shape[0])]
-        if self.config.noise_dim > 0:
+        parts = [ztk, ztk - consts[:, : z_t.shape[1]], self._modes(z_t.shape[0])]  # z0k: first z
+        if self.config.noise_dim > 0:  # (no zero-width slice in the graph of a model without it)
             parts.append(consts[:, z_t.shape[1] :])  # the mode's noise (B·K, d)
         x = torch.cat(parts, dim=-1)  # (B·K, 2z + mode_dim + d)
         top, (h, c) = self.lstm(x, (h, c))  # (B·K, hidden)
