@@ -26,9 +26,14 @@ def vae_loss(
     return recon_err + beta * kl, {"recon": recon_err.detach(), "kl": kl.detach()}
 
 
+def kl_terms(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) ‖ N(0, I)) of each sample and dimension: mu, logvar (B, z) → (B, z)."""
+    return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
+
+
 def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mu, exp(logvar)) ‖ N(0, I)) for mu, logvar (B, z): summed over z, mean over B."""
-    return (0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)).sum(-1).mean()
+    return kl_terms(mu, logvar).sum(-1).mean()
 
 
 def per_mode_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rt_smile.train.losses import kl_terms
+
 #: Time bins the motion is averaged into before the encoder's MLP.
 POSTERIOR_BINS = 30
 
@@ -46,5 +48,4 @@ def posterior_draws(mu: Tensor, logvar: Tensor, draws: int, generator: torch.Gen
 def free_bits_kl(mu: Tensor, logvar: Tensor, free_nats: float) -> Tensor:
     """KL(N(mu, exp(logvar)) ‖ N(0, I)) for (B, d): per dimension the batch mean, charged no
     less than ``free_nats``, summed over the dimensions."""
-    per_dim = (0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)).mean(0)  # (d,)
-    return per_dim.clamp_min(free_nats).sum()
+    return kl_terms(mu, logvar).mean(0).clamp_min(free_nats).sum()
