@@ -109,9 +109,12 @@ class CMMNet(nn.Module):
         return anchors[nearest]
 
     def start(self, neutral: Tensor, cls: Tensor, mode_noise: Tensor | None = None) -> GeneratorState:
-        """neutral (B, 468, 2) aligned landmarks, cls (B,) long, mode_noise (B, K, d) (from
-        ``multimode.sample_noise``; needed by a generator with mode noise) → initial state."""
+        """neutral (B, 468, 2) aligned landmarks, cls (B,) long, mode_noise (B, K, d + 1)
+        standard normal draws (from ``multimode.sample_noise``; needed by a generator with mode
+        noise, which maps them to its class's prior) → initial state."""
         z0 = self.neutral_code(neutral)
+        if mode_noise is not None:  # standard normal draws → the class's prior
+            mode_noise = self.multimode.prior_noise(mode_noise, cls)
         return GeneratorState(
             z=z0,
             conditional=self.conditional.initial_state(z0, cls),
@@ -142,7 +145,7 @@ class CMMNet(nn.Module):
     def generate(
         self, neutral: Tensor, cls: Tensor, noise: Tensor, mode_noise: Tensor | None = None
     ) -> Tensor:
-        """neutral (B, 468, 2), cls (B,), noise (B, T, noise_dim), mode_noise (B, K, d) →
+        """neutral (B, 468, 2), cls (B,), noise (B, T, noise_dim), mode_noise (B, K, d + 1) →
         (B, K, T, 468, 2) landmarks.
 
         Frame 0 of every mode is ``neutral`` itself (the photo's own face); frames 1 … T−1 are

@@ -42,10 +42,18 @@ class MultiModeConfig:
     #: With noise, the K modes of one input are K independent draws: the noise sets the initial
     #: state and is fed at every step, held in the state beside the neutral code.
     noise_dim: int = 0
+    #: Number of smile classes: the mode noise has one prior per class.
+    n_classes: int = 2
+    #: Components of each class's prior: the mode noise is drawn from a mixture of this many
+    #: Gaussians per class, the posteriors of training sequences of that class (``set_noise_prior``).
+    prior_components: int = 512
 
 
 class MultiModeGenerator(nn.Module):
     """z0 and a latent sequence → K latent sequences (residual, one LSTM over B·K)."""
+
+    prior_mu: Tensor  # (n_classes, prior_components, noise_dim), only with mode noise
+    prior_sigma: Tensor  # (n_classes, prior_components, noise_dim)
 
     def __init__(self, config: MultiModeConfig | None = None) -> None:
         super().__init__()
@@ -55,6 +63,10 @@ class MultiModeGenerator(nn.Module):
         # input per step: z_t, z_t − z0 (the motion so far), mode embedding, mode noise
         self.lstm = LSTMStack(2 * cfg.z_dim + cfg.mode_dim + cfg.noise_dim, cfg.hidden, cfg.layers)
         self.head = residual_head(cfg.hidden, cfg.z_dim)
+        if cfg.noise_dim > 0:  # the standard normal until ``set_noise_prior``
+            shape = (cfg.n_classes, cfg.prior_components, cfg.noise_dim)
+            self.register_buffer("prior_mu", torch.zeros(shape))
+            self.register_buffer("prior_sigma", torch.ones(shape))
 
     def _per_mode(self, z: Tensor) -> Tensor:
         """(B, D) → (B·K, D), row b·K + k is z[b]."""
@@ -78,13 +90,42 @@ class MultiModeGenerator(nn.Module):
         return h, c, consts
 
     def sample_noise(self, batch: int, generator: torch.Generator | None = None) -> Tensor:
-        """Standard normal mode noise (batch, K, noise_dim): one independent draw per mode; empty
-        (no random numbers drawn) when ``noise_dim`` is 0."""
-        shape = (batch, self.config.modes, self.config.noise_dim)
+        """Standard normal draws (batch, K, noise_dim + 1), one independent draw per mode, for
+        ``prior_noise`` (the last column picks the prior's component); empty (no random numbers
+        drawn) when ``noise_dim`` is 0."""
+        d = self.config.noise_dim
         device = self.head.weight.device
+        if d == 0:
+            return torch.zeros((batch, self.config.modes, 0), device=device)
+        return torch.randn((batch, self.config.modes, d + 1), generator=generator, device=device)
+
+    @torch.no_grad()
+    def set_noise_prior(self, mu: Tensor, sigma: Tensor) -> None:
+        """Per class, the Gaussians whose mixture (equal weights) the modes' noise is drawn from
+        at run time: ``mu`` and ``sigma`` (n_classes, prior_components, d)."""
+        expected = tuple(self.prior_mu.shape)
+        if tuple(mu.shape) != expected or tuple(sigma.shape) != expected:
+            got = (tuple(mu.shape), tuple(sigma.shape))
+            raise ValueError(f"expected prior means and spreads of shape {expected}, got {got}")
+        self.prior_mu.copy_(mu)
+        self.prior_sigma.copy_(sigma)
+
+    def prior_noise(self, unit: Tensor, cls: Tensor) -> Tensor:
+        """Standard normal draws (B, K, d + 1) (``sample_noise``) → draws of class ``cls`` (B,)'s
+        prior (B, K, d): the last column picks a component (through the normal CDF, so each is
+        equally likely), the others are scaled and shifted by it. Without mode noise, ``unit``."""
         if self.config.noise_dim == 0:
-            return torch.zeros(shape, device=device)
-        return torch.randn(shape, generator=generator, device=device)
+            return unit
+        expected = (cls.shape[0], self.config.modes, self.config.noise_dim + 1)
+        if tuple(unit.shape) != expected:
+            raise ValueError(
+                f"expected standard normal mode noise of shape {expected}, got {tuple(unit.shape)}"
+            )
+        n = self.config.prior_components
+        pick = (torch.special.ndtr(unit[..., -1]) * n).long().clamp(0, n - 1)  # (B, K)
+        rows = cls[:, None].expand_as(pick)
+        mu, sigma = self.prior_mu[rows, pick], self.prior_sigma[rows, pick]  # (B, K, d)
+        return mu.to(unit.dtype) + sigma.to(unit.dtype) * unit[..., :-1]
 
     def step(self, z_t: Tensor, state: MultiModeState) -> tuple[Tensor, MultiModeState]:
         """z_t (B, z), state (h, c, z0_modes) → (z_modes (B, K, z), state)."""

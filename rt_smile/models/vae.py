@@ -10,7 +10,8 @@ to its own neutral landmarks rather than using ``decode(z_t)`` as it is: the mot
 to a new identity better than the absolute shape does.
 
 At run time ``decode`` runs once per frame per mode: it is a three-layer MLP
-(z → 256 → 512 → 936 with the default config, about 0.6 M multiply-adds per shape).
+(z → 256 → 512 → 936 with the default config, about 0.6 M multiply-adds per shape), or with
+``decoder="linear"`` one linear map (z → 936, 30 k multiply-adds).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
+
+#: The decoders a ``LandmarkVAE`` can have (``VAEConfig.decoder``).
+DECODERS = ("mlp", "linear")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,15 @@ class VAEConfig:
     min_scale: float = 1e-2
     #: The encoder's log-variance is clamped to [-logvar_limit, logvar_limit].
     logvar_limit: float = 10.0
+    #: The decoder: ``"mlp"`` (the encoder's widths in reverse) or ``"linear"`` (one linear map
+    #: z → coordinates, a probabilistic-PCA decoder). A straight path in a linear decoder's code
+    #: space is a straight path of the landmarks, so a generator's smooth code trajectory decodes
+    #: to motion of the same shape; an MLP decoder bends such paths (see ``docs/training.md``).
+    decoder: str = "mlp"
+
+    def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {DECODERS}, not {self.decoder!r}")
 
     @property
     def n_coords(self) -> int:
@@ -53,7 +66,7 @@ def _mlp(widths: tuple[int, ...]) -> nn.Sequential:
 
 
 class LandmarkVAE(nn.Module):
-    """MLP VAE on standardised, flattened landmarks."""
+    """VAE on standardised, flattened landmarks: MLP encoder, MLP or linear decoder."""
 
     mean: Tensor  # (n_points*2,) canonical units
     scale: Tensor  # (n_points*2,) canonical units, >= config.min_scale
@@ -65,8 +78,9 @@ class LandmarkVAE(nn.Module):
         self.register_buffer("scale", torch.ones(cfg.n_coords))
         self.encoder = _mlp((cfg.n_coords, *cfg.hidden))
         self.to_stats = nn.Linear(cfg.hidden[-1], 2 * cfg.z_dim)  # → (mu, logvar)
-        self.decoder = _mlp((cfg.z_dim, *cfg.hidden[::-1]))
-        self.to_coords = nn.Linear(cfg.hidden[0], cfg.n_coords)
+        linear = cfg.decoder == "linear"
+        self.decoder = nn.Sequential() if linear else _mlp((cfg.z_dim, *cfg.hidden[::-1]))
+        self.to_coords = nn.Linear(cfg.z_dim if linear else cfg.hidden[0], cfg.n_coords)
         nn.init.zeros_(self.to_coords.weight)
         nn.init.zeros_(self.to_coords.bias)
 

@@ -59,7 +59,7 @@ def generate_on_faces(
     noise: torch.Tensor,
     mode_noise: torch.Tensor | None = None,
 ) -> tuple[Array, Array]:
-    """One row per face: cls (N,), noise (N, T, noise_dim), mode_noise (N, K, d) (both from
+    """One row per face: cls (N,), noise (N, T, noise_dim), mode_noise (N, K, d + 1) (both from
     ``model.sample_noise``) → (N, K, T, 468, 2) multi-mode
     sequences and (N, T, 468, 2) K = 1 sequences (the conditional LSTM alone), each on its
     face and starting at its neutral landmarks."""

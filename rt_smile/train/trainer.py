@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from rt_smile.io.checkpoint import save_cmmnet
 from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
 from rt_smile.models.conditional import ConditionalConfig
 from rt_smile.models.multimode import MultiModeConfig
+from rt_smile.models.vae import VAEConfig
 from rt_smile.train.class_term import LatentClassifier, fit_latent_classifier
 from rt_smile.train.losses import (
     best_of_k_loss,
@@ -74,12 +76,17 @@ class TrainConfig:
     length: int = 150
     modes: int = 4
     vae_steps: int = 3000
+    #: The landmark VAE's decoder (``VAEConfig.decoder``): ``"mlp"`` or ``"linear"``.
+    vae_decoder: str = "mlp"
     vae_batch: int = 256
     vae_lr: float = 1e-3
     beta: float = 1e-3
     gen_steps: int = 1500
     gen_batch: int = 64
     gen_lr: float = 1e-3
+    #: The generator's learning rate at its last step, as a fraction of ``gen_lr`` (cosine decay
+    #: from ``gen_lr``; 1.0: constant).
+    gen_lr_final: float = 1.0
     #: Relaxed winner-takes-all weight of the non-winning modes.
     relax: float = 0.25
     #: Weight of the conditional LSTM's own regression on the data.
@@ -189,6 +196,7 @@ class Trainer:
             self.train_set = to_face(self.train_set, canonical_template())
         torch.manual_seed(config.seed)
         model_config = CMMNetConfig(
+            vae=VAEConfig(decoder=config.vae_decoder),
             conditional=ConditionalConfig(noise_dim=config.noise_dim, hold_noise=config.holds_noise),
             multimode=MultiModeConfig(modes=config.modes, noise_dim=config.mode_noise_dim),
             anchors=len(self.train_set) if config.anchors and not template else 0,
@@ -422,6 +430,7 @@ class Trainer:
         while self.step < cfg.gen_steps:
             idx = torch.randint(len(codes), (cfg.gen_batch,), generator=self.rng)
             loss, parts = self.generator_losses(codes[idx], labels[idx])
+            self._set_gen_lr()
             self.opt_gen.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(
@@ -432,6 +441,16 @@ class Trainer:
         bar.close()
         self.stage = "done"
         self.save_state()
+
+    def _set_gen_lr(self) -> None:
+        """Cosine decay of the generator's learning rate from ``gen_lr`` to ``gen_lr_final`` ×
+        ``gen_lr`` over the generator steps (a function of the step, so a resumed run continues
+        it)."""
+        cfg = self.config
+        progress = self.step / max(cfg.gen_steps - 1, 1)
+        fraction = cfg.gen_lr_final + (1.0 - cfg.gen_lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        for group in self.opt_gen.param_groups:
+            group["lr"] = cfg.gen_lr * fraction
 
     # ------------------------------------------------------------------ loop
     def _after_step(self, bar: Any, parts: dict[str, float]) -> None:
@@ -462,8 +481,33 @@ class Trainer:
         first = np.stack([self.train_set.sequence(i)[0] for i in range(len(self.train_set))])
         self.model.set_anchors(self.model.vae.eval().encode(torch.from_numpy(first).float())[0])
 
+    @torch.no_grad()
+    def _fit_noise_prior(self) -> None:
+        """With mode noise, each class's run-time prior becomes that class's aggregate
+        posterior: the mixture of the posteriors of ``prior_components`` of its training
+        sequences (a seeded choice; all of them, cycled, when there are fewer). The standard
+        normal that the KL term pulls towards is not what the free-bits posterior fills, and the
+        two classes' smiles lie in different parts of it (``docs/training.md``, "Mode noise")."""
+        if self.posterior is None:
+            return
+        codes = self._encode_sequences()
+        mu, logvar = self.posterior.eval()(codes[:, 1:] - codes[:, :1])
+        labels = torch.from_numpy(self.train_set.labels).long()
+        config = self.model.multimode.config
+        g = torch.Generator().manual_seed(self.config.seed)
+        chosen = []
+        for k in range(config.n_classes):
+            idx = torch.nonzero(labels == k).flatten()
+            if len(idx) == 0:
+                raise ValueError(f"no training sequence of class {k}: cannot fit its mode-noise prior")
+            order = idx[torch.randperm(len(idx), generator=g)]
+            chosen.append(order[torch.arange(config.prior_components) % len(order)])
+        rows = torch.stack(chosen)  # (n_classes, prior_components)
+        self.model.multimode.set_noise_prior(mu[rows], (0.5 * logvar[rows]).exp())
+
     def finish(self, seconds: float) -> Path:
         self._set_anchors()
+        self._fit_noise_prior()
         info = {
             "train_config": asdict(self.config),
             "command": self.command,

@@ -3,6 +3,7 @@ and the per-step API."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
@@ -55,8 +56,9 @@ def test_mode_noise_makes_each_mode_an_independent_draw() -> None:
     torch.manual_seed(0)
     model = CMMNet(CMMNetConfig(multimode=MultiModeConfig(noise_dim=4))).eval()
     g = torch.Generator().manual_seed(5)
-    noise, mode_noise = model.sample_noise(2, 6, generator=g)
-    assert mode_noise.shape == (2, model.modes, 4)
+    noise, unit = model.sample_noise(2, 6, generator=g)
+    assert unit.shape == (2, model.modes, 5)
+    mode_noise = model.multimode.prior_noise(unit, torch.tensor([0, 1]))  # (2, K, 4)
     z0, z_seq = torch.randn(2, 32, generator=g), torch.randn(2, 6, 32, generator=g)
     with torch.no_grad():
         a = model.multimode.unroll(z_seq, z0, mode_noise)  # (2, K, 6, z)
@@ -66,7 +68,7 @@ def test_mode_noise_makes_each_mode_an_independent_draw() -> None:
         b = model.multimode.unroll(z_seq, z0, other)
     assert torch.equal(a[:, 0], b[:, 0]), "a mode depends on its own noise only"
     assert (a[:, 1] - b[:, 1]).abs().max() > 1e-4, "other noise, another smile"
-    out = model.generate(_faces(2, 3), torch.tensor([0, 1]), noise, mode_noise)
+    out = model.generate(_faces(2, 3), torch.tensor([0, 1]), noise, unit)
     assert out.shape[:3] == (2, model.modes, 6)
     try:
         model.start(_faces(2, 3), torch.tensor([0, 1]))
@@ -85,3 +87,31 @@ def test_without_mode_noise_no_random_numbers_are_drawn_for_the_modes() -> None:
     h = torch.Generator().manual_seed(1)
     model.conditional.sample_noise(3, 4, generator=h)
     assert torch.equal(after, torch.randn(1, generator=h)), "old weights keep their seeded output"
+
+
+def test_mode_noise_is_drawn_from_the_class_prior() -> None:
+    from rt_smile.models.multimode import MultiModeConfig
+
+    torch.manual_seed(0)
+    model = CMMNet(CMMNetConfig(multimode=MultiModeConfig(noise_dim=3, prior_components=2))).eval()
+    unit = model.multimode.sample_noise(2, generator=torch.Generator().manual_seed(2))
+    assert unit.shape == (2, model.modes, 4), "d normal draws and one that picks the component"
+    cls, faces = torch.tensor([0, 1]), _faces(2, 3)
+
+    def held(unit: torch.Tensor) -> torch.Tensor:
+        return model.start(faces, cls, unit).multimode[2][:, 32:].reshape(2, model.modes, 3)
+
+    assert torch.equal(held(unit), unit[..., :3]), "before a prior is set, the standard normal"
+    mu = torch.tensor([[[0.0] * 3, [1.0] * 3], [[2.0, -1.0, 0.5], [-3.0, 0.0, 0.0]]])  # (2, 2, 3)
+    sigma = torch.full((2, 2, 3), 0.5)
+    model.multimode.set_noise_prior(mu, sigma)
+    unit[1, :, -1] = torch.tensor([-2.0, -0.1, 0.1, 2.0])  # class 1: components 0, 0, 1, 1
+    got = held(unit)
+    expected = mu[1, [0, 0, 1, 1]] + 0.5 * unit[1, :, :3]
+    torch.testing.assert_close(got[1], expected)
+    first = (unit[0, :, -1] > 0).long()
+    torch.testing.assert_close(got[0], mu[0, first] + 0.5 * unit[0, :, :3])
+    with pytest.raises(ValueError, match="expected prior means and spreads of shape"):
+        model.multimode.set_noise_prior(mu[:1], sigma)
+    with pytest.raises(ValueError, match="expected standard normal mode noise of shape"):
+        model.start(faces, cls, unit[..., :3])

@@ -78,10 +78,11 @@ def test_training_mode_samples_eval_mode_uses_the_mean(vae: LandmarkVAE) -> None
     torch.testing.assert_close(c, vae.decode(mu))
 
 
-def test_learns_a_small_synthetic_set() -> None:
+@pytest.mark.parametrize("decoder", ["mlp", "linear"])
+def test_learns_a_small_synthetic_set(decoder: str) -> None:
     torch.manual_seed(0)
     pts = _smooth_shapes(64)
-    vae = LandmarkVAE(VAEConfig(z_dim=16))
+    vae = LandmarkVAE(VAEConfig(z_dim=16, decoder=decoder))
     vae.set_normalization(pts.mean(0), pts.std(0))
     before = {n: p.detach().clone() for n, p in vae.named_parameters()}
     opt = torch.optim.Adam(vae.parameters(), lr=2e-3)
@@ -101,6 +102,27 @@ def test_learns_a_small_synthetic_set() -> None:
     err = (recon - pts).square().mean()
     assert err < 0.05 * data_var
     assert (recon - pts).norm(dim=-1).mean() < 0.02  # mean point error, IOD
+
+
+def test_a_linear_decoder_maps_straight_code_paths_to_straight_landmark_paths() -> None:
+    torch.manual_seed(0)
+    linear = LandmarkVAE(VAEConfig(z_dim=8, decoder="linear"))
+    mlp = LandmarkVAE(VAEConfig(z_dim=8))
+    a, b = torch.randn(1, 8), torch.randn(1, 8)
+    for vae in (linear, mlp):
+        with torch.no_grad():
+            vae.to_coords.weight.normal_()
+            vae.to_coords.bias.normal_()
+    pairs = [("linear", linear), ("mlp", mlp)]
+    midpoint = {n: v.decode((a + b) / 2) - (v.decode(a) + v.decode(b)) / 2 for n, v in pairs}
+    assert midpoint["linear"].abs().max() < 1e-4
+    assert midpoint["mlp"].abs().max() > 1e-2, "an MLP decoder bends the path"
+    assert sum(p.numel() for p in linear.to_coords.parameters()) == 9 * 936
+
+
+def test_an_unknown_decoder_is_refused() -> None:
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        VAEConfig(decoder="conv")
 
 
 def test_displacement_is_zero_at_the_neutral_code(vae: LandmarkVAE) -> None:

@@ -3,6 +3,7 @@ that load, and a resumed run that does not train again."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -142,7 +143,9 @@ def test_the_diversity_hinge_can_measure_decoded_lip_and_eye_motion(tmp_path: Pa
 
 
 def test_mode_noise_trains_the_modes_on_posterior_draws_and_resumes(tmp_path: Path) -> None:
-    config = replace(TINY, w_class=0.0, motion_face="template", mode_noise_dim=3, w_diversity=0.0)
+    config = replace(
+        TINY, w_class=0.0, motion_face="template", mode_noise_dim=3, w_diversity=0.0, vae_decoder="linear"
+    )
     trainer = Trainer(config, synth_data(config), tmp_path / "run")
     assert trainer.posterior is not None
     codes = trainer._encode_sequences()[:4]
@@ -154,11 +157,40 @@ def test_mode_noise_trains_the_modes_on_posterior_draws_and_resumes(tmp_path: Pa
     weights = trainer.run(progress=False)
     assert all("kl_nats" in r for r in trainer.log if r["stage"] == "generator")
     model = load_cmmnet(weights)
-    assert model.config.multimode.noise_dim == 3
+    assert model.config.multimode.noise_dim == 3 and model.config.vae.decoder == "linear"
+    codes = trainer._encode_sequences()
+    with torch.no_grad():
+        mu, logvar = trainer.posterior(codes[:, 1:] - codes[:, :1])  # type: ignore[misc]
+    fitted = trainer.model.multimode  # the run-time prior: each class's aggregate posterior
+    labels = torch.from_numpy(trainer.train_set.labels)
+    for k in (0, 1):  # every component is the posterior of a training sequence of the class
+        gap = (fitted.prior_mu[k][:, None] - mu[labels == k][None]).norm(dim=-1)  # (components, seqs)
+        assert gap.min(1).values.max() < 1e-5
+        sigma = (0.5 * logvar[labels == k][gap.argmin(1)]).exp()
+        torch.testing.assert_close(fitted.prior_sigma[k], sigma)
+    assert not torch.allclose(fitted.prior_mu[0], fitted.prior_mu[1])
+    torch.testing.assert_close(model.multimode.prior_mu, fitted.prior_mu, rtol=2e-3, atol=2e-3)
     again = Trainer(config, synth_data(config), tmp_path / "run")
     assert again.try_resume() and again.posterior is not None
     assert trainer.posterior is not None
-    for k, v in again.posterior.state_dict().items():
-        assert torch.equal(v, trainer.posterior.state_dict()[k]), "the posterior is resumed too"
+    for name, v in again.posterior.state_dict().items():
+        assert torch.equal(v, trainer.posterior.state_dict()[name]), "the posterior is resumed too"
     with pytest.raises(ValueError, match="mode noise cannot be combined"):
         replace(config, noise_candidates=4, candidate_match="modes")
+
+
+def test_the_generator_learning_rate_decays_to_its_final_fraction(tmp_path: Path) -> None:
+    config = replace(TINY, gen_steps=11, gen_lr=1e-3, gen_lr_final=0.1)
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    rates = []
+    for step in range(config.gen_steps):
+        trainer.step = step
+        trainer._set_gen_lr()
+        rates.append(trainer.opt_gen.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert rates[5] == pytest.approx(0.55e-3), "cosine: halfway at the middle step"
+    assert all(a > b for a, b in itertools.pairwise(rates))
+    constant = Trainer(TINY, synth_data(TINY), tmp_path / "constant")
+    constant.step = TINY.gen_steps - 1
+    constant._set_gen_lr()
+    assert constant.opt_gen.param_groups[0]["lr"] == pytest.approx(TINY.gen_lr)

@@ -60,9 +60,13 @@ def test_generator_step_matches_torch_over_many_steps(model: CMMNet, tmp_path: P
 def test_a_generator_with_mode_noise_exports_with_the_noise_in_its_state(tmp_path: Path) -> None:
     from rt_smile.models.cmmnet import CMMNetConfig
     from rt_smile.models.multimode import MultiModeConfig
+    from rt_smile.models.vae import VAEConfig
 
     torch.manual_seed(3)
-    noisy = CMMNet(CMMNetConfig(multimode=MultiModeConfig(noise_dim=8))).eval()
+    config = CMMNetConfig(VAEConfig(decoder="linear"), multimode=MultiModeConfig(noise_dim=8))
+    noisy = CMMNet(config).eval()
+    with torch.no_grad():
+        noisy.vae.to_coords.weight.normal_(0.0, 0.1)  # (zero at init)
     spec = generator_spec(noisy, batch=2)
     assert spec.inputs[-1].shape == (2 * noisy.modes, 32 + 8), "z0_modes holds the mode noise"
     path = export_graph(spec, tmp_path / "generator_step.onnx")
