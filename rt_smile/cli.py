@@ -518,14 +518,6 @@ def _add_train_parser(sub: Any) -> None:
         "--kl-weight", type=float, default=2e-3, help="weight of the mode noise's KL term (0.002)"
     )
     train.add_argument(
-        "--gen-lr-final",
-        type=float,
-        default=1.0,
-        metavar="F",
-        help="the generator's learning rate at its last step as a fraction of the first (cosine "
-        "decay; default 1.0: constant)",
-    )
-    train.add_argument(
         "--vae-decoder",
         choices=("mlp", "linear"),
         default="mlp",
@@ -779,7 +771,6 @@ def run_train(args: argparse.Namespace) -> int:
         w_kl=args.kl_weight,
         w_conditional=args.conditional_weight,
         vae_decoder=args.vae_decoder,
-        gen_lr_final=args.gen_lr_final,
     )
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -136,10 +136,21 @@ class CMMNet(nn.Module):
     def sample_noise(
         self, batch: int, steps: int, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """The noise of ``batch`` generations of ``steps`` frames, drawn in this order: the
-        conditional LSTM's (batch, steps, noise_dim) and the modes' own (batch, K, d)."""
-        noise = self.conditional.sample_noise(batch, steps, generator=generator)
-        return noise, self.multimode.sample_noise(batch, generator=generator)
+        """The noise of ``batch`` generations of ``steps`` frames: the conditional LSTM's (batch,
+        steps, noise_dim) and the modes' own (batch, K, d + 1), drawn row by row (a row's
+        conditional noise, then its modes'), so a row's noise does not depend on how many rows
+        follow it (a request for more modes than the model has runs extra rows, and its first K
+        modes stay those of a request for K)."""
+        rows = [
+            (
+                self.conditional.sample_noise(1, steps, generator=generator),
+                self.multimode.sample_noise(1, generator=generator),
+            )
+            for _ in range(batch)
+        ]
+        if not rows:
+            return self.conditional.sample_noise(0, steps), self.multimode.sample_noise(0)
+        return torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows])
 
     @torch.no_grad()
     def generate(

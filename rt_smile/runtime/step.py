@@ -123,7 +123,7 @@ def bench_inputs(
     proj, delta = retarget_tensors(motions)
     start = torch.stack([torch.from_numpy(m.start).float() for m in motions])
     cls = (torch.arange(sessions) % 2).repeat_interleave(groups)
-    mode_noise = model.multimode.sample_noise(g, generator=gen)  # draws nothing without mode noise
+    cond_noise, mode_noise = model.sample_noise(g, 64, generator=gen)
     state = model.start(start.repeat_interleave(groups, 0), cls, mode_noise)
     prior, _targets = example_prior(size)
     linear = torch.from_numpy(canonical_to_crop(CropConfig(size=size)).matrix[:, :2].copy()).float()
@@ -146,5 +146,4 @@ def bench_inputs(
         motion_delta=delta,
     )
     recurrent = RecurrentState(state.z, *state.conditional, *state.multimode)
-    noise = model.conditional.sample_noise(g, 64, generator=gen).transpose(0, 1).contiguous()
-    return inputs, recurrent, noise
+    return inputs, recurrent, cond_noise.transpose(0, 1).contiguous()

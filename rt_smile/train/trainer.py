@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,9 +83,6 @@ class TrainConfig:
     gen_steps: int = 1500
     gen_batch: int = 64
     gen_lr: float = 1e-3
-    #: The generator's learning rate at its last step, as a fraction of ``gen_lr`` (cosine decay
-    #: from ``gen_lr``; 1.0: constant).
-    gen_lr_final: float = 1.0
     #: Relaxed winner-takes-all weight of the non-winning modes.
     relax: float = 0.25
     #: Weight of the conditional LSTM's own regression on the data.
@@ -430,7 +426,6 @@ class Trainer:
         while self.step < cfg.gen_steps:
             idx = torch.randint(len(codes), (cfg.gen_batch,), generator=self.rng)
             loss, parts = self.generator_losses(codes[idx], labels[idx])
-            self._set_gen_lr()
             self.opt_gen.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(
@@ -441,16 +436,6 @@ class Trainer:
         bar.close()
         self.stage = "done"
         self.save_state()
-
-    def _set_gen_lr(self) -> None:
-        """Cosine decay of the generator's learning rate from ``gen_lr`` to ``gen_lr_final`` ×
-        ``gen_lr`` over the generator steps (a function of the step, so a resumed run continues
-        it)."""
-        cfg = self.config
-        progress = self.step / max(cfg.gen_steps - 1, 1)
-        fraction = cfg.gen_lr_final + (1.0 - cfg.gen_lr_final) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        for group in self.opt_gen.param_groups:
-            group["lr"] = cfg.gen_lr * fraction
 
     # ------------------------------------------------------------------ loop
     def _after_step(self, bar: Any, parts: dict[str, float]) -> None:

@@ -115,3 +115,14 @@ def test_mode_noise_is_drawn_from_the_class_prior() -> None:
         model.multimode.set_noise_prior(mu[:1], sigma)
     with pytest.raises(ValueError, match="expected standard normal mode noise of shape"):
         model.start(faces, cls, unit[..., :3])
+
+
+def test_a_rows_noise_does_not_depend_on_the_rows_after_it() -> None:
+    from rt_smile.models.multimode import MultiModeConfig
+
+    model = CMMNet(CMMNetConfig(multimode=MultiModeConfig(noise_dim=3)))
+    one = model.sample_noise(1, 5, generator=torch.Generator().manual_seed(4))
+    three = model.sample_noise(3, 5, generator=torch.Generator().manual_seed(4))
+    assert three[0].shape == (3, 5, 16) and three[1].shape == (3, model.modes, 4)
+    assert torch.equal(three[0][:1], one[0]) and torch.equal(three[1][:1], one[1])
+    assert not torch.equal(three[1][1], three[1][0])

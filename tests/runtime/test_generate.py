@@ -163,15 +163,16 @@ def test_every_mode_starts_from_the_photo(generated: Path, detector: LandmarkDet
 
 def test_shipped_weights_make_distinct_class_specific_smiles() -> None:
     from rt_smile.data.synthetic import SynthConfig, generate, lip_corner_width
+    from rt_smile.runtime.motion import FaceMotion, generate_on_faces
     from rt_smile.train.metrics import motion, motion_magnitude, pairwise_mean_distance
 
     model = load_cmmnet()  # the weights shipped in the package
     faces = generate(SynthConfig(n_sequences=6, n_identities=6, seed=99))  # unseen identities
-    neutral = torch.from_numpy(np.stack([faces.sequence(i)[0] for i in range(6)])).float()
-    noise = model.conditional.sample_noise(6, 120, generator=torch.Generator().manual_seed(0))
+    on_faces = [FaceMotion.for_face(model, faces.sequence(i)[0]) for i in range(6)]
+    noise, mode_noise = model.sample_noise(6, 120, generator=torch.Generator().manual_seed(0))
     peak = {}
     for cls in (0, 1):
-        seqs = model.generate(neutral, torch.full((6,), cls), noise).double().numpy()  # (6, K, T, 468, 2)
+        seqs, _ = generate_on_faces(model, on_faces, torch.full((6,), cls), noise, mode_noise)
         ratios = []
         for modes in seqs:
             motions = [motion(s) for s in modes]

@@ -3,7 +3,6 @@ that load, and a resumed run that does not train again."""
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -177,20 +176,3 @@ def test_mode_noise_trains_the_modes_on_posterior_draws_and_resumes(tmp_path: Pa
         assert torch.equal(v, trainer.posterior.state_dict()[name]), "the posterior is resumed too"
     with pytest.raises(ValueError, match="mode noise cannot be combined"):
         replace(config, noise_candidates=4, candidate_match="modes")
-
-
-def test_the_generator_learning_rate_decays_to_its_final_fraction(tmp_path: Path) -> None:
-    config = replace(TINY, gen_steps=11, gen_lr=1e-3, gen_lr_final=0.1)
-    trainer = Trainer(config, synth_data(config), tmp_path / "run")
-    rates = []
-    for step in range(config.gen_steps):
-        trainer.step = step
-        trainer._set_gen_lr()
-        rates.append(trainer.opt_gen.param_groups[0]["lr"])
-    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
-    assert rates[5] == pytest.approx(0.55e-3), "cosine: halfway at the middle step"
-    assert all(a > b for a, b in itertools.pairwise(rates))
-    constant = Trainer(TINY, synth_data(TINY), tmp_path / "constant")
-    constant.step = TINY.gen_steps - 1
-    constant._set_gen_lr()
-    assert constant.opt_gen.param_groups[0]["lr"] == pytest.approx(TINY.gen_lr)
