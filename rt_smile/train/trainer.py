@@ -245,7 +245,9 @@ class Trainer:
         saved = {**asdict(TrainConfig()), **state["config"]}
         if saved != asdict(self.config):
             raise ValueError(f"{path} was made with another configuration; use a new --out folder")
-        self.model.load_state_dict(state["model"])
+        # the mode-noise prior, added later, is fitted when a run finishes: without it, the fresh one
+        fresh = {k: v for k, v in self.model.state_dict().items() if k.startswith("multimode.prior_")}
+        self.model.load_state_dict({**fresh, **state["model"]})
         if self.posterior is not None:
             self.posterior.load_state_dict(state["posterior"])
         self.opt_vae.load_state_dict(state["opt_vae"])

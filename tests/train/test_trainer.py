@@ -174,5 +174,13 @@ def test_mode_noise_trains_the_modes_on_posterior_draws_and_resumes(tmp_path: Pa
     assert trainer.posterior is not None
     for name, v in again.posterior.state_dict().items():
         assert torch.equal(v, trainer.posterior.state_dict()[name]), "the posterior is resumed too"
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=False)
+    for name in ("multimode.prior_mu", "multimode.prior_sigma"):  # a state saved before the prior
+        del state["model"][name]
+    torch.save(state, tmp_path / "run" / "train_state.pt")
+    older = Trainer(config, synth_data(config), tmp_path / "run")
+    assert older.try_resume() and older.stage == "done"
+    older.finish(0.0)
+    torch.testing.assert_close(older.model.multimode.prior_mu, fitted.prior_mu)
     with pytest.raises(ValueError, match="mode noise cannot be combined"):
         replace(config, noise_candidates=4, candidate_match="modes")
