@@ -37,6 +37,13 @@ class CMMNetConfig:
     #: then retargeted onto the photo's face, ``rt_smile.data.retarget``).
     motion_face: str = "own"
 
+    def __post_init__(self) -> None:
+        if self.multimode.n_classes != self.conditional.n_classes:
+            counts = (self.conditional.n_classes, self.multimode.n_classes)
+            raise ValueError(
+                f"the conditional LSTM and the mode-noise prior need one class count, got {counts}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

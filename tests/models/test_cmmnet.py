@@ -126,3 +126,11 @@ def test_a_rows_noise_does_not_depend_on_the_rows_after_it() -> None:
     assert three[0].shape == (3, 5, 16) and three[1].shape == (3, model.modes, 4)
     assert torch.equal(three[0][:1], one[0]) and torch.equal(three[1][:1], one[1])
     assert not torch.equal(three[1][1], three[1][0])
+
+
+def test_the_class_counts_of_the_parts_must_agree() -> None:
+    from rt_smile.models.conditional import ConditionalConfig
+    from rt_smile.models.multimode import MultiModeConfig
+
+    with pytest.raises(ValueError, match="one class count"):
+        CMMNetConfig(conditional=ConditionalConfig(n_classes=3), multimode=MultiModeConfig(n_classes=2))
