@@ -30,14 +30,11 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
-from photos import reference
+from photos import photo_neutral, reference, write_results
 
 from rt_smile.config import DetectorConfig
-from rt_smile.face.align import align_to_canonical
-from rt_smile.face.landmarks import detect_face, make_detector
+from rt_smile.face.landmarks import make_detector
 from rt_smile.io.checkpoint import default_weights_path, load_cmmnet
-from rt_smile.io.images import load_image
 from rt_smile.models.multimode import MultiModeGenerator
 from rt_smile.train.photo_eval import evaluate_photo
 
@@ -84,8 +81,7 @@ def main() -> None:
     detector = make_detector(DetectorConfig())
     reports: list[dict[str, Any]] = []
     for path in photos:
-        pts = detect_face(load_image(path), DetectorConfig(), detector).points[:468]
-        neutral = align_to_canonical(pts).apply(pts)
+        neutral = photo_neutral(path, detector)
         priors: dict[str, Any] = {}
         for name in ("standard_normal", "gaussian", "mixture"):
             model = load_cmmnet(args.weights)
@@ -96,17 +92,8 @@ def main() -> None:
             priors[name] = {c: {k: r[k] for k in KEPT} for c, r in classes.items()}
             print(path.name, name, json.dumps(priors[name])[:300], flush=True)
         reports.append({"photo": path.name, "priors": priors})
-    result = {
-        "benchmark": "noise_prior",
-        "machine": machine_info(),
-        "weights": args.weights.name,
-        "data_source": "SynthSmile (synthetic): per photo, the data process applied to the photo's "
-        "neutral landmarks",
-        "seconds": round(time.perf_counter() - t0, 1),
-        "photos": reports,
-    }
-    args.json.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.json}")
+    source = "SynthSmile (synthetic): per photo, the data process applied to the photo's neutral landmarks"
+    write_results(args.json, "noise_prior", args.weights, source, t0, reports)
 
 
 if __name__ == "__main__":

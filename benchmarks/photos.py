@@ -86,10 +86,30 @@ def video_round_trip(photo: Path, detector: LandmarkDetector, weights: Path) -> 
     }
 
 
+def photo_neutral(path: Path, detector: LandmarkDetector) -> np.ndarray:  # type: ignore[type-arg]
+    """The photo's aligned neutral landmarks (468, 2)."""
+    pts = detect_face(load_image(path), DetectorConfig(), detector).points[:468]
+    return align_to_canonical(pts).apply(pts)
+
+
+def write_results(
+    path: Path, benchmark: str, weights: Path, data_source: str, t0: float, photos: list[dict[str, Any]]
+) -> None:
+    """Write a per-photo benchmark's JSON (machine info, weights, timing) and say so."""
+    result = {
+        "benchmark": benchmark,
+        "machine": machine_info(),
+        "weights": weights.name,
+        "data_source": data_source,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "photos": photos,
+    }
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
 def photo_report(path: Path, ref: Reference, detector: LandmarkDetector, weights: Path) -> dict[str, Any]:
-    face = detect_face(load_image(path), DetectorConfig(), detector)
-    pts = face.points[:468]
-    neutral = align_to_canonical(pts).apply(pts)
+    neutral = photo_neutral(path, detector)
     model = load_cmmnet(weights)
     return {
         "photo": path.name,
@@ -113,17 +133,9 @@ def main() -> None:
     for p in photos:
         reports.append(photo_report(p, ref, detector, args.weights))
         print(json.dumps(reports[-1])[:400], flush=True)
-    result = {
-        "benchmark": "photos",
-        "machine": machine_info(),
-        "weights": args.weights.name,
-        "data_source": "SynthSmile (synthetic): per photo, the data process applied to the photo's "
-        "neutral landmarks; pooled held-out identities for context",
-        "seconds": round(time.perf_counter() - t0, 1),
-        "photos": reports,
-    }
-    args.json.write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.json}")
+    source = "SynthSmile (synthetic): per photo, the data process applied to the photo's neutral "
+    source += "landmarks; pooled held-out identities for context"
+    write_results(args.json, "photos", args.weights, source, t0, reports)
 
 
 if __name__ == "__main__":
