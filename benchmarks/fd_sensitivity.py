@@ -1,0 +1,146 @@
+"""What the per-photo realism score (Fréchet distance in the evaluation classifier's feature
+space) responds to, with the shipped weights.
+
+    python benchmarks/fd_sensitivity.py [PHOTO ...]   # default: the bundled sample face
+
+Per photo and class, against the same target half of the photo's reference as
+``rt_smile.train.photo_eval.evaluate_photo`` (the data process applied to the photo's neutral
+landmarks):
+
+- ``floor``: the noise floor, the mean over ``FLOOR_DRAWS`` independent reference sets;
+- ``smoothed_sigma_S``: those same sets smoothed in time by a Gaussian of S frames;
+- ``stretched_F``: those same sets played F times as long (linear interpolation);
+- ``generated``: the shipped model's modes (60 draws × K, in sets of the same size);
+- ``..._eyes_frozen`` / ``..._lips_frozen``: the generated modes and the floor sets, with the
+  target half too, after holding the eye (or lip) points at their first frame, so that only the
+  other region's motion is scored.
+
+Writes benchmarks/results/ablations/fd_sensitivity.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from photos import photo_neutral, reference, write_results
+
+from rt_smile.config import DetectorConfig
+from rt_smile.data.sequences import CLASSES
+from rt_smile.face import topology as topo
+from rt_smile.face.landmarks import make_detector
+from rt_smile.io.checkpoint import default_weights_path, load_cmmnet
+from rt_smile.train.classifier import features
+from rt_smile.train.metrics import frechet_distance
+from rt_smile.train.photo_eval import Reference, _sets, floor_sets, generate_draws, photo_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+Seq = NDArray[np.float64]
+Transform = Callable[[Seq], Seq]
+DRAWS = 60
+EYES = np.array(sorted(set(topo.EYES)))
+LIPS = np.array(sorted(set(topo.LIPS)))
+
+
+def smoothed(sigma: float) -> Transform:
+    """Gaussian smoothing over time (edges held), ``sigma`` in frames."""
+    r = int(np.ceil(3 * sigma))
+    kernel = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+
+    def apply(seq: Seq) -> Seq:
+        padded = np.concatenate([np.repeat(seq[:1], r, 0), seq, np.repeat(seq[-1:], r, 0)])
+        return np.tensordot(
+            np.lib.stride_tricks.sliding_window_view(padded, len(kernel), axis=0), kernel, ([-1], [0])
+        )
+
+    return apply
+
+
+def stretched(factor: float) -> Transform:
+    """The sequence played ``factor`` times as long (linear interpolation between frames)."""
+
+    def apply(seq: Seq) -> Seq:
+        t = np.clip(np.arange(round(len(seq) * factor)) / factor, 0, len(seq) - 1)
+        i0 = np.floor(t).astype(int)
+        i1 = np.minimum(i0 + 1, len(seq) - 1)
+        a = (t - i0)[:, None, None]
+        return seq[i0] * (1 - a) + seq[i1] * a
+
+    return apply
+
+
+def frozen(points: NDArray[np.int64]) -> Transform:
+    """``points`` held at their first frame."""
+
+    def apply(seq: Seq) -> Seq:
+        out = seq.copy()
+        out[:, points] = seq[:1, points]
+        return out
+
+    return apply
+
+
+def _fd(ref: Reference, sets: list[list[Seq]], target: list[Seq], f: Transform | None = None) -> float:
+    """Mean Fréchet distance of ``sets`` to ``target``, both transformed by ``f``."""
+    g = f or (lambda s: s)
+    feats = features(ref.classifier, [g(s) for s in target])
+    return float(
+        np.mean([frechet_distance(features(ref.classifier, [g(s) for s in x]), feats) for x in sets])
+    )
+
+
+def _class_report(ref: Reference, model: Any, neutral: Seq, label: int) -> dict[str, float]:
+    own = photo_reference(neutral)[label]
+    n = len(own) // 2
+    target = own[:n]
+    floors = [f[label] for f in floor_sets(neutral, n, 0)]
+    multi, _ = generate_draws(model, neutral, label, DRAWS, ref.length, label)
+    generated = _sets([s for modes in multi for s in modes], n)
+    out = {"floor": _fd(ref, floors, target)}
+    for sigma in (1.0, 2.0):
+        f = smoothed(sigma)
+        out[f"smoothed_sigma_{sigma:g}"] = _fd(ref, [[f(s) for s in x] for x in floors], target)
+    for factor in (0.9, 1.1):
+        f = stretched(factor)
+        out[f"stretched_{factor:g}"] = _fd(ref, [[f(s) for s in x] for x in floors], target)
+    out["generated"] = _fd(ref, generated, target)
+    for name, points in (("eyes", EYES), ("lips", LIPS)):
+        out[f"floor_{name}_frozen"] = _fd(ref, floors, target, frozen(points))
+        out[f"generated_{name}_frozen"] = _fd(ref, generated, target, frozen(points))
+    return {k: round(v, 2) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("photos", nargs="*", type=Path)
+    ap.add_argument("--weights", type=Path, default=default_weights_path())
+    ap.add_argument(
+        "--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations" / "fd_sensitivity.json"
+    )
+    args = ap.parse_args()
+    photos = args.photos or [ROOT / "rt_smile" / "assets" / "astronaut.png"]
+    t0 = time.perf_counter()
+    ref = reference(args.weights)
+    detector = make_detector(DetectorConfig())
+    model = load_cmmnet(args.weights)
+    reports: list[dict[str, Any]] = []
+    for path in photos:
+        neutral = photo_neutral(path, detector)
+        classes = {name: _class_report(ref, model, neutral, k) for k, name in enumerate(CLASSES)}
+        print(path.name, classes, flush=True)
+        reports.append({"photo": path.name, "classes": classes})
+    source = "SynthSmile (synthetic): per photo, the data process applied to the photo's neutral landmarks"
+    write_results(args.json, "fd_sensitivity", args.weights, source, t0, reports)
+
+
+if __name__ == "__main__":
+    main()
