@@ -430,6 +430,13 @@ def _add_train_parser(sub: Any) -> None:
     train.add_argument("--n", type=_positive_int, default=2000, help="SynthSmile sequences (default 2000)")
     train.add_argument("--identities", type=_positive_int, default=500, help="SynthSmile identities (500)")
     train.add_argument("--seed", type=int, default=0, help="training and data seed (default 0)")
+    train.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,
+        help="SynthSmile seed, when it should differ from --seed (another training seed on the same "
+        "data and held-out identities)",
+    )
     train.add_argument("--vae-steps", type=_positive_int, default=3000)
     train.add_argument("--gen-steps", type=_positive_int, default=1500)
     train.add_argument("--modes", type=_positive_int, default=4, help="K, the number of smile modes (4)")
@@ -751,7 +758,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         n_sequences=args.n,
         n_identities=args.identities,
-        data_seed=args.seed,
+        data_seed=args.seed if args.data_seed is None else args.data_seed,
         seed=args.seed,
         vae_steps=args.vae_steps,
         gen_steps=args.gen_steps,

@@ -410,3 +410,15 @@ def test_dataset_synth_bad_count_is_one_line(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "positive integer" in err[0]
     assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize("extra, data_seed", [([], 3), (["--data-seed", "5"], 5)])
+def test_train_data_seed_defaults_to_the_seed(tmp_path: Path, extra: list[str], data_seed: int) -> None:
+    from rt_smile.io.checkpoint import read_info
+
+    out = tmp_path / "run"
+    args = ["train", "--n", "20", "--identities", "10", "--vae-steps", "2", "--gen-steps", "1"]
+    args += ["--gen-batch", "2", "--seed", "3", "--out", str(out), *extra]
+    assert cli.main(args) == 0
+    config = read_info(out / "cmmnet.safetensors")["train_config"]
+    assert (config["seed"], config["data_seed"]) == (3, data_seed)
