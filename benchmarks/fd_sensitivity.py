@@ -8,8 +8,11 @@ Per photo and class, against the same target half of the photo's reference as
 landmarks):
 
 - ``floor``: the noise floor, the mean over ``FLOOR_DRAWS`` independent reference sets;
-- ``smoothed_sigma_S``: those same sets smoothed in time by a Gaussian of S frames;
-- ``stretched_F``: those same sets played F times as long (linear interpolation);
+- ``smoothed_sigma_S``: those same sets smoothed in time by a Gaussian of S frames (all points;
+  ``lips_...`` / ``eyes_...``: only the lip or eye points);
+- ``stretched_F``: those same sets played F times as long (linear interpolation; the classifier
+  cuts or pads every sequence to 150 frames); ``lips_stretched_F``: only the lips' motion, the
+  length kept;
 - ``generated``: the shipped model's modes (60 draws × K, in sets of the same size);
 - ``..._eyes_frozen`` / ``..._lips_frozen``: the generated modes and the floor sets, with the
   target half too, after holding the eye (or lip) points at their first frame, so that only the
@@ -38,35 +41,59 @@ from rt_smile.data.sequences import CLASSES
 from rt_smile.face import topology as topo
 from rt_smile.face.landmarks import make_detector
 from rt_smile.io.checkpoint import default_weights_path, load_cmmnet
+from rt_smile.models.cmmnet import CMMNet
 from rt_smile.train.classifier import features
 from rt_smile.train.metrics import frechet_distance
-from rt_smile.train.photo_eval import Reference, _sets, floor_sets, generate_draws, photo_reference
+from rt_smile.train.photo_eval import (
+    Reference,
+    disjoint_sets,
+    floor_sets,
+    generate_draws,
+    photo_reference,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 Seq = NDArray[np.float64]
 Transform = Callable[[Seq], Seq]
 DRAWS = 60
-EYES = np.array(sorted(set(topo.EYES)))
-LIPS = np.array(sorted(set(topo.LIPS)))
+EYES = np.array(topo.EYES, dtype=np.int64)
+LIPS = np.array(topo.LIPS, dtype=np.int64)
 
 
-def smoothed(sigma: float) -> Transform:
-    """Gaussian smoothing over time (edges held), ``sigma`` in frames."""
+def _only(points: NDArray[np.int64] | None, change: Transform) -> Transform:
+    """``change`` applied to ``points`` alone (all points when None), the length kept: a longer
+    result is cut, a shorter one holds its last frame."""
+    if points is None:
+        return change
+
+    def apply(seq: Seq) -> Seq:
+        moved = change(seq)[: len(seq)]
+        moved = np.concatenate([moved, np.repeat(moved[-1:], len(seq) - len(moved), 0)])
+        out = seq.copy()
+        out[:, points] = moved[:, points]
+        return out
+
+    return apply
+
+
+def smoothed(sigma: float, points: NDArray[np.int64] | None = None) -> Transform:
+    """Gaussian smoothing over time (edges held), ``sigma`` in frames, of ``points`` (all)."""
     r = int(np.ceil(3 * sigma))
     kernel = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
     kernel /= kernel.sum()
 
     def apply(seq: Seq) -> Seq:
         padded = np.concatenate([np.repeat(seq[:1], r, 0), seq, np.repeat(seq[-1:], r, 0)])
-        return np.tensordot(
-            np.lib.stride_tricks.sliding_window_view(padded, len(kernel), axis=0), kernel, ([-1], [0])
-        )
+        windows = np.lib.stride_tricks.sliding_window_view(padded, len(kernel), axis=0)
+        return np.tensordot(windows, kernel, ([-1], [0]))
 
-    return apply
+    return _only(points, apply)
 
 
-def stretched(factor: float) -> Transform:
-    """The sequence played ``factor`` times as long (linear interpolation between frames)."""
+def stretched(factor: float, points: NDArray[np.int64] | None = None) -> Transform:
+    """The motion of ``points`` played ``factor`` times as long (linear interpolation between
+    frames). For all points (None) the sequence itself gets longer or shorter, and the classifier
+    cuts or pads it to its 150 frames as any other; for some points the length is kept."""
 
     def apply(seq: Seq) -> Seq:
         t = np.clip(np.arange(round(len(seq) * factor)) / factor, 0, len(seq) - 1)
@@ -75,7 +102,7 @@ def stretched(factor: float) -> Transform:
         a = (t - i0)[:, None, None]
         return seq[i0] * (1 - a) + seq[i1] * a
 
-    return apply
+    return _only(points, apply)
 
 
 def frozen(points: NDArray[np.int64]) -> Transform:
@@ -98,25 +125,45 @@ def _fd(ref: Reference, sets: list[list[Seq]], target: list[Seq], f: Transform |
     )
 
 
-def _class_report(ref: Reference, model: Any, neutral: Seq, label: int) -> dict[str, float]:
-    own = photo_reference(neutral)[label]
-    n = len(own) // 2
-    target = own[:n]
-    floors = [f[label] for f in floor_sets(neutral, n, 0)]
-    multi, _ = generate_draws(model, neutral, label, DRAWS, ref.length, label)
-    generated = _sets([s for modes in multi for s in modes], n)
-    out = {"floor": _fd(ref, floors, target)}
+def _changed(ref: Reference, floors: list[list[Seq]], target: list[Seq], f: Transform) -> float:
+    """Mean Fréchet distance of the floor sets, changed by ``f``, to the unchanged target."""
+    return _fd(ref, [[f(s) for s in x] for x in floors], target)
+
+
+def _perturbed(ref: Reference, floors: list[list[Seq]], target: list[Seq]) -> dict[str, float]:
+    out = {}
     for sigma in (1.0, 2.0):
-        f = smoothed(sigma)
-        out[f"smoothed_sigma_{sigma:g}"] = _fd(ref, [[f(s) for s in x] for x in floors], target)
+        out[f"smoothed_sigma_{sigma:g}"] = _changed(ref, floors, target, smoothed(sigma))
+    for name, points in (("lips", LIPS), ("eyes", EYES)):
+        out[f"{name}_smoothed_sigma_1"] = _changed(ref, floors, target, smoothed(1.0, points))
     for factor in (0.9, 1.1):
-        f = stretched(factor)
-        out[f"stretched_{factor:g}"] = _fd(ref, [[f(s) for s in x] for x in floors], target)
+        out[f"stretched_{factor:g}"] = _changed(ref, floors, target, stretched(factor))
+        out[f"lips_stretched_{factor:g}"] = _changed(ref, floors, target, stretched(factor, LIPS))
+    return out
+
+
+def _class_report(
+    ref: Reference, model: CMMNet, neutral: Seq, label: int, own: list[Seq], floors: list[list[Seq]]
+) -> dict[str, float]:
+    target = own[: len(own) // 2]
+    multi, _ = generate_draws(model, neutral, label, DRAWS, ref.length, label)
+    generated = disjoint_sets([s for modes in multi for s in modes], len(target))
+    out = {"floor": _fd(ref, floors, target), **_perturbed(ref, floors, target)}
     out["generated"] = _fd(ref, generated, target)
     for name, points in (("eyes", EYES), ("lips", LIPS)):
         out[f"floor_{name}_frozen"] = _fd(ref, floors, target, frozen(points))
         out[f"generated_{name}_frozen"] = _fd(ref, generated, target, frozen(points))
     return {k: round(v, 2) for k, v in out.items()}
+
+
+def _photo_report(ref: Reference, model: CMMNet, neutral: Seq) -> dict[str, dict[str, float]]:
+    """Per class: the references of the photo are built once, as ``evaluate_photo`` builds them."""
+    own = photo_reference(neutral)
+    floors = floor_sets(neutral, len(own[0]) // 2, 0)
+    return {
+        name: _class_report(ref, model, neutral, k, own[k], [f[k] for f in floors])
+        for k, name in enumerate(CLASSES)
+    }
 
 
 def main() -> None:
@@ -135,7 +182,7 @@ def main() -> None:
     reports: list[dict[str, Any]] = []
     for path in photos:
         neutral = photo_neutral(path, detector)
-        classes = {name: _class_report(ref, model, neutral, k) for k, name in enumerate(CLASSES)}
+        classes = _photo_report(ref, model, neutral)
         print(path.name, classes, flush=True)
         reports.append({"photo": path.name, "classes": classes})
     source = "SynthSmile (synthetic): per photo, the data process applied to the photo's neutral landmarks"

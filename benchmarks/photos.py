@@ -96,10 +96,12 @@ def write_results(
     path: Path, benchmark: str, weights: Path, data_source: str, t0: float, photos: list[dict[str, Any]]
 ) -> None:
     """Write a per-photo benchmark's JSON (machine info, weights, timing) and say so."""
+    info = read_info(weights)
     result = {
         "benchmark": benchmark,
         "machine": machine_info(),
         "weights": weights.name,
+        "weights_command": info.get("command", ""),
         "data_source": data_source,
         "seconds": round(time.perf_counter() - t0, 1),
         "photos": photos,

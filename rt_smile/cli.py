@@ -429,13 +429,15 @@ def _add_train_parser(sub: Any) -> None:
     )
     train.add_argument("--n", type=_positive_int, default=2000, help="SynthSmile sequences (default 2000)")
     train.add_argument("--identities", type=_positive_int, default=500, help="SynthSmile identities (500)")
-    train.add_argument("--seed", type=int, default=0, help="training and data seed (default 0)")
+    train.add_argument(
+        "--seed", type=int, default=0, help="training seed, and data seed unless --data-seed (default 0)"
+    )
     train.add_argument(
         "--data-seed",
         type=int,
         default=None,
-        help="SynthSmile seed, when it should differ from --seed (another training seed on the same "
-        "data and held-out identities)",
+        help="SynthSmile data seed (default: --seed); set it to train another seed on the same data "
+        "and held-out identities (not used with --data)",
     )
     train.add_argument("--vae-steps", type=_positive_int, default=3000)
     train.add_argument("--gen-steps", type=_positive_int, default=1500)

@@ -413,12 +413,29 @@ def test_dataset_synth_bad_count_is_one_line(tmp_path, capsys) -> None:
 
 
 @pytest.mark.parametrize("extra, data_seed", [([], 3), (["--data-seed", "5"], 5)])
-def test_train_data_seed_defaults_to_the_seed(tmp_path: Path, extra: list[str], data_seed: int) -> None:
-    from rt_smile.io.checkpoint import read_info
+def test_train_data_seed_defaults_to_the_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], data_seed: int
+) -> None:
+    import rt_smile.train.trainer as trainer
+    from rt_smile.data.synthetic import SynthConfig
 
+    drawn: list[int] = []
+
+    def generate(config: SynthConfig) -> str:
+        drawn.append(config.seed)
+        return "data"
+
+    monkeypatch.setattr(trainer, "generate", generate)
+    seen = []
+
+    class Fake:
+        def __init__(self, config: trainer.TrainConfig, data: object, out: Path, command: str) -> None:
+            seen.append((config.seed, config.data_seed, data))
+
+        def run(self, progress: bool, resume: bool) -> Path:
+            return out / "cmmnet.safetensors"
+
+    monkeypatch.setattr(trainer, "Trainer", Fake)
     out = tmp_path / "run"
-    args = ["train", "--n", "20", "--identities", "10", "--vae-steps", "2", "--gen-steps", "1"]
-    args += ["--gen-batch", "2", "--seed", "3", "--out", str(out), *extra]
-    assert cli.main(args) == 0
-    config = read_info(out / "cmmnet.safetensors")["train_config"]
-    assert (config["seed"], config["data_seed"]) == (3, data_seed)
+    assert cli.main(["train", "--seed", "3", "--out", str(out), *extra]) == 0
+    assert seen == [(3, data_seed, "data")] and drawn == [data_seed]

@@ -136,7 +136,7 @@ def _pooled(ref: Reference, label: int, generated: list[Seq], own: list[Seq]) ->
     }
 
 
-def _sets(seqs: list[Seq], n: int) -> list[list[Seq]]:
+def disjoint_sets(seqs: list[Seq], n: int) -> list[list[Seq]]:
     """The disjoint sets of n sequences in ``seqs`` (at least one, possibly shorter)."""
     return [seqs[i : i + n] for i in range(0, max(len(seqs) // n, 1) * n, n)]
 
@@ -161,7 +161,7 @@ def evaluate_photo(
         half_a, half_b = own[label][:n], own[label][n:]
         feats = features(ref.classifier, half_a)
         per_mode = (predict(ref.classifier, flat).reshape(draws, -1) == label).mean(0)
-        generated = [frechet_distance(features(ref.classifier, s), feats) for s in _sets(flat, n)]
+        generated = [frechet_distance(features(ref.classifier, s), feats) for s in disjoint_sets(flat, n)]
         floors = [frechet_distance(features(ref.classifier, f[label]), feats) for f in others]
         out[name] = {
             "sequences": len(flat),
