@@ -23,7 +23,6 @@ Writes benchmarks/results/ablations/fd_sensitivity.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -34,13 +33,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from photos import photo_neutral, reference, write_results
+from photos import ablation_args, photo_neutral, reference, write_results
 
 from rt_smile.config import DetectorConfig
 from rt_smile.data.sequences import CLASSES
 from rt_smile.face import topology as topo
 from rt_smile.face.landmarks import make_detector
-from rt_smile.io.checkpoint import default_weights_path, load_cmmnet
+from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.train.classifier import features
 from rt_smile.train.metrics import frechet_distance
@@ -52,7 +51,6 @@ from rt_smile.train.photo_eval import (
     photo_reference,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 Seq = NDArray[np.float64]
 Transform = Callable[[Seq], Seq]
 DRAWS = 60
@@ -167,18 +165,11 @@ def _photo_report(ref: Reference, model: CMMNet, neutral: Seq) -> dict[str, dict
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("photos", nargs="*", type=Path)
-    ap.add_argument("--weights", type=Path, default=default_weights_path())
-    ap.add_argument(
-        "--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations" / "fd_sensitivity.json"
-    )
-    args = ap.parse_args()
-    photos = args.photos or [ROOT / "rt_smile" / "assets" / "astronaut.png"]
+    photos, weights, out = ablation_args(__doc__, "fd_sensitivity.json")
     t0 = time.perf_counter()
-    ref = reference(args.weights)
+    ref = reference(weights)
     detector = make_detector(DetectorConfig())
-    model = load_cmmnet(args.weights)
+    model = load_cmmnet(weights)
     reports: list[dict[str, Any]] = []
     for path in photos:
         neutral = photo_neutral(path, detector)
@@ -186,7 +177,7 @@ def main() -> None:
         print(path.name, classes, flush=True)
         reports.append({"photo": path.name, "classes": classes})
     source = "SynthSmile (synthetic): per photo, the data process applied to the photo's neutral landmarks"
-    write_results(args.json, "fd_sensitivity", args.weights, source, t0, reports)
+    write_results(out, "fd_sensitivity", weights, source, t0, reports)
 
 
 if __name__ == "__main__":

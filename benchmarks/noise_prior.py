@@ -18,7 +18,6 @@ Writes benchmarks/results/ablations/noise_prior.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -30,15 +29,14 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from photos import photo_neutral, reference, write_results
+from photos import ablation_args, photo_neutral, reference, write_results
 
 from rt_smile.config import DetectorConfig
 from rt_smile.face.landmarks import make_detector
-from rt_smile.io.checkpoint import default_weights_path, load_cmmnet
+from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.models.multimode import MultiModeGenerator
 from rt_smile.train.photo_eval import evaluate_photo
 
-ROOT = Path(__file__).resolve().parents[1]
 KEPT = (
     "class_accuracy_per_mode",
     "frechet_distance",
@@ -68,23 +66,16 @@ def standard_normal(unit: Tensor, cls: Tensor) -> Tensor:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("photos", nargs="*", type=Path)
-    ap.add_argument("--weights", type=Path, default=default_weights_path())
-    ap.add_argument(
-        "--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations" / "noise_prior.json"
-    )
-    args = ap.parse_args()
-    photos = args.photos or [ROOT / "rt_smile" / "assets" / "astronaut.png"]
+    photos, weights, out = ablation_args(__doc__, "noise_prior.json")
     t0 = time.perf_counter()
-    ref = reference(args.weights)
+    ref = reference(weights)
     detector = make_detector(DetectorConfig())
     reports: list[dict[str, Any]] = []
     for path in photos:
         neutral = photo_neutral(path, detector)
         priors: dict[str, Any] = {}
         for name in ("standard_normal", "gaussian", "mixture"):
-            model = load_cmmnet(args.weights)
+            model = load_cmmnet(weights)
             if name != "mixture":  # the instance's prior_noise replaces the shipped mixture's
                 draw = standard_normal if name == "standard_normal" else gaussian_prior(model.multimode)
                 model.multimode.prior_noise = draw  # type: ignore[method-assign,assignment]
@@ -93,7 +84,7 @@ def main() -> None:
             print(path.name, name, json.dumps(priors[name])[:300], flush=True)
         reports.append({"photo": path.name, "priors": priors})
     source = "SynthSmile (synthetic): per photo, the data process applied to the photo's neutral landmarks"
-    write_results(args.json, "noise_prior", args.weights, source, t0, reports)
+    write_results(out, "noise_prior", weights, source, t0, reports)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,17 @@ def photo_neutral(path: Path, detector: LandmarkDetector) -> np.ndarray:  # type
     return align_to_canonical(pts).apply(pts)
 
 
+def ablation_args(doc: str | None, json_name: str) -> tuple[list[Path], Path, Path]:
+    """The command line of a per-photo ablation benchmark: (photos, default the bundled sample;
+    weights, default the shipped ones; JSON path, default ``results/ablations/json_name``)."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("photos", nargs="*", type=Path)
+    ap.add_argument("--weights", type=Path, default=default_weights_path())
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ablations" / json_name)
+    args = ap.parse_args()
+    return args.photos or [ROOT / "rt_smile" / "assets" / "astronaut.png"], args.weights, args.json
+
+
 def write_results(
     path: Path, benchmark: str, weights: Path, data_source: str, t0: float, photos: list[dict[str, Any]]
 ) -> None:
