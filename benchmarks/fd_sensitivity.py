@@ -52,6 +52,7 @@ from rt_smile.train.photo_eval import (
 )
 
 Seq = NDArray[np.float64]
+Array = NDArray[np.float64]
 Transform = Callable[[Seq], Seq]
 DRAWS = 60
 EYES = np.array(topo.EYES, dtype=np.int64)
@@ -114,43 +115,39 @@ def frozen(points: NDArray[np.int64]) -> Transform:
     return apply
 
 
-def _fd(ref: Reference, sets: list[list[Seq]], target: list[Seq], f: Transform | None = None) -> float:
-    """Mean Fréchet distance of ``sets`` to ``target``, both transformed by ``f``."""
+def _fd(ref: Reference, sets: list[list[Seq]], feats: Array, f: Transform | None = None) -> float:
+    """Mean Fréchet distance of ``sets``, transformed by ``f``, to target features ``feats``."""
     g = f or (lambda s: s)
-    feats = features(ref.classifier, [g(s) for s in target])
     return float(
         np.mean([frechet_distance(features(ref.classifier, [g(s) for s in x]), feats) for x in sets])
     )
 
 
-def _changed(ref: Reference, floors: list[list[Seq]], target: list[Seq], f: Transform) -> float:
-    """Mean Fréchet distance of the floor sets, changed by ``f``, to the unchanged target."""
-    return _fd(ref, [[f(s) for s in x] for x in floors], target)
-
-
-def _perturbed(ref: Reference, floors: list[list[Seq]], target: list[Seq]) -> dict[str, float]:
-    out = {}
-    for sigma in (1.0, 2.0):
-        out[f"smoothed_sigma_{sigma:g}"] = _changed(ref, floors, target, smoothed(sigma))
+def _perturbed(ref: Reference, floors: list[list[Seq]], feats: Array) -> dict[str, float]:
+    """The floor sets, changed, against the unchanged target's features ``feats``."""
+    changes = {f"smoothed_sigma_{sigma:g}": smoothed(sigma) for sigma in (1.0, 2.0)}
     for name, points in (("lips", LIPS), ("eyes", EYES)):
-        out[f"{name}_smoothed_sigma_1"] = _changed(ref, floors, target, smoothed(1.0, points))
+        changes[f"{name}_smoothed_sigma_1"] = smoothed(1.0, points)
     for factor in (0.9, 1.1):
-        out[f"stretched_{factor:g}"] = _changed(ref, floors, target, stretched(factor))
-        out[f"lips_stretched_{factor:g}"] = _changed(ref, floors, target, stretched(factor, LIPS))
-    return out
+        changes[f"stretched_{factor:g}"] = stretched(factor)
+        changes[f"lips_stretched_{factor:g}"] = stretched(factor, LIPS)
+    return {key: _fd(ref, floors, feats, f) for key, f in changes.items()}
 
 
 def _class_report(
     ref: Reference, model: CMMNet, neutral: Seq, label: int, own: list[Seq], floors: list[list[Seq]]
 ) -> dict[str, float]:
     target = own[: len(own) // 2]
+    feats = features(ref.classifier, target)
     multi, _ = generate_draws(model, neutral, label, DRAWS, ref.length, label)
     generated = disjoint_sets([s for modes in multi for s in modes], len(target))
-    out = {"floor": _fd(ref, floors, target), **_perturbed(ref, floors, target)}
-    out["generated"] = _fd(ref, generated, target)
-    for name, points in (("eyes", EYES), ("lips", LIPS)):
-        out[f"floor_{name}_frozen"] = _fd(ref, floors, target, frozen(points))
-        out[f"generated_{name}_frozen"] = _fd(ref, generated, target, frozen(points))
+    out = {"floor": _fd(ref, floors, feats), **_perturbed(ref, floors, feats)}
+    out["generated"] = _fd(ref, generated, feats)
+    for name, points in (("eyes", EYES), ("lips", LIPS)):  # the target held still the same way
+        still = frozen(points)
+        still_feats = features(ref.classifier, [still(s) for s in target])
+        out[f"floor_{name}_frozen"] = _fd(ref, floors, still_feats, still)
+        out[f"generated_{name}_frozen"] = _fd(ref, generated, still_feats, still)
     return {k: round(v, 2) for k, v in out.items()}
 
 
