@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +29,9 @@ from rt_smile.config import CropConfig, DetectorConfig
 from rt_smile.errors import ExpressionError, RtSmileError
 from rt_smile.face.landmarks import FaceLandmarks, detect_face, make_detector
 from rt_smile.io.images import DEFAULT_MAX_PIXELS, load_image, save_png
+
+if TYPE_CHECKING:
+    from rt_smile.train.trainer import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -518,6 +521,13 @@ def _add_train_parser(sub: Any) -> None:
         "embeddings only)",
     )
     train.add_argument(
+        "--mode-style",
+        action="store_true",
+        help="tell each mode the style of its smile (lip-corner rise and fall times, peak, parting, "
+        "first blink), measured on the training smile it learns and drawn with its noise at run "
+        "time (needs --mode-noise)",
+    )
+    train.add_argument(
         "--conditional-weight",
         type=float,
         default=0.5,
@@ -751,36 +761,48 @@ def run_dataset_videos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """``rt-smile train``'s options → a ``TrainConfig`` (a CliError for options that do not go
+    together)."""
+    from rt_smile.train.trainer import TrainConfig
+
+    try:
+        return TrainConfig(
+            n_sequences=args.n,
+            n_identities=args.identities,
+            data_seed=args.seed if args.data_seed is None else args.data_seed,
+            seed=args.seed,
+            vae_steps=args.vae_steps,
+            gen_steps=args.gen_steps,
+            modes=args.modes,
+            relax=args.relax,
+            w_diversity=args.diversity_weight,
+            w_class=args.w_class,
+            anchors=not args.no_anchors,
+            noise_candidates=args.noise_candidates,
+            noise_dim=args.noise_dim,
+            candidate_match=args.candidate_match,
+            energy_draws=args.energy_draws,
+            gen_batch=args.gen_batch,
+            motion_face=args.motion_face,
+            diversity_space=args.diversity_space,
+            mode_noise_dim=args.mode_noise,
+            mode_style=args.mode_style,
+            w_kl=args.kl_weight,
+            w_conditional=args.conditional_weight,
+            vae_decoder=args.vae_decoder,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def run_train(args: argparse.Namespace) -> int:
     import shlex
 
     from rt_smile.data.sequences import load_sequences
-    from rt_smile.train.trainer import TrainConfig, Trainer, synth_data
+    from rt_smile.train.trainer import Trainer, synth_data
 
-    config = TrainConfig(
-        n_sequences=args.n,
-        n_identities=args.identities,
-        data_seed=args.seed if args.data_seed is None else args.data_seed,
-        seed=args.seed,
-        vae_steps=args.vae_steps,
-        gen_steps=args.gen_steps,
-        modes=args.modes,
-        relax=args.relax,
-        w_diversity=args.diversity_weight,
-        w_class=args.w_class,
-        anchors=not args.no_anchors,
-        noise_candidates=args.noise_candidates,
-        noise_dim=args.noise_dim,
-        candidate_match=args.candidate_match,
-        energy_draws=args.energy_draws,
-        gen_batch=args.gen_batch,
-        motion_face=args.motion_face,
-        diversity_space=args.diversity_space,
-        mode_noise_dim=args.mode_noise,
-        w_kl=args.kl_weight,
-        w_conditional=args.conditional_weight,
-        vae_decoder=args.vae_decoder,
-    )
+    config = _train_config(args)
     data = load_sequences(args.data) if args.data is not None else synth_data(config)
     command = "rt-smile " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:

@@ -439,3 +439,22 @@ def test_train_data_seed_defaults_to_the_seed(
     out = tmp_path / "run"
     assert cli.main(["train", "--seed", "3", "--out", str(out), *extra]) == 0
     assert seen == [(3, data_seed, "data")] and drawn == [data_seed]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--mode-style"], "a mode style needs mode noise"),
+        (
+            ["--mode-noise", "4", "--noise-candidates", "4", "--candidate-match", "modes"],
+            "cannot be combined",
+        ),
+    ],
+)
+def test_train_options_that_do_not_go_together_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    assert cli.main(["train", "--out", str(tmp_path / "run"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists(), "nothing is written"

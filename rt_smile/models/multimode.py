@@ -47,6 +47,19 @@ class MultiModeConfig:
     #: Components of each class's prior: the mode noise is drawn from a mixture of this many
     #: Gaussians per class, the posteriors of training sequences of that class (``set_noise_prior``).
     prior_components: int = 512
+    #: Size of each mode's style (``rt_smile.data.style``; 0: none; needs mode noise): measures of
+    #: the smile's timing and size, fed and held beside the noise. In training, those of the
+    #: sequence the mode reconstructs; at run time, those of the prior component drawn.
+    style_dim: int = 0
+
+    def __post_init__(self) -> None:
+        if self.style_dim > 0 and self.noise_dim == 0:
+            raise ValueError("a mode style (style_dim > 0) needs mode noise (noise_dim > 0)")
+
+    @property
+    def cond_dim(self) -> int:
+        """Width of each mode's held conditioning: its noise, then its style."""
+        return self.noise_dim + self.style_dim
 
 
 class MultiModeGenerator(nn.Module):
@@ -54,19 +67,23 @@ class MultiModeGenerator(nn.Module):
 
     prior_mu: Tensor  # (n_classes, prior_components, noise_dim), only with mode noise
     prior_sigma: Tensor  # (n_classes, prior_components, noise_dim)
+    prior_style: Tensor  # (n_classes, prior_components, style_dim), only with a style
 
     def __init__(self, config: MultiModeConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or MultiModeConfig()
         self.mode_embedding = nn.Parameter(torch.randn(cfg.modes, cfg.mode_dim))  # (K, mode_dim)
-        self.init_state = StateInit(cfg.z_dim + cfg.mode_dim + cfg.noise_dim, cfg.hidden, cfg.layers)
-        # input per step: z_t, z_t − z0 (the motion so far), mode embedding, mode noise
-        self.lstm = LSTMStack(2 * cfg.z_dim + cfg.mode_dim + cfg.noise_dim, cfg.hidden, cfg.layers)
+        self.init_state = StateInit(cfg.z_dim + cfg.mode_dim + cfg.cond_dim, cfg.hidden, cfg.layers)
+        # input per step: z_t, z_t − z0 (the motion so far), mode embedding, mode noise and style
+        self.lstm = LSTMStack(2 * cfg.z_dim + cfg.mode_dim + cfg.cond_dim, cfg.hidden, cfg.layers)
         self.head = residual_head(cfg.hidden, cfg.z_dim)
         if cfg.noise_dim > 0:  # the standard normal until ``set_noise_prior``
             shape = (cfg.n_classes, cfg.prior_components, cfg.noise_dim)
             self.register_buffer("prior_mu", torch.zeros(shape))
             self.register_buffer("prior_sigma", torch.ones(shape))
+        if cfg.style_dim > 0:
+            style_shape = (cfg.n_classes, cfg.prior_components, cfg.style_dim)
+            self.register_buffer("prior_style", torch.zeros(style_shape))
 
     def _per_mode(self, z: Tensor) -> Tensor:
         """(B, D) → (B·K, D), row b·K + k is z[b]."""
@@ -77,11 +94,12 @@ class MultiModeGenerator(nn.Module):
         return self.mode_embedding.repeat(batch, 1)
 
     def initial_state(self, z0: Tensor, noise: Tensor | None = None) -> MultiModeState:
-        """z0 (B, z), noise (B, K, noise_dim) (``sample_noise``; needed when ``noise_dim`` > 0)
-        → (h, c, z0_modes): h, c (layers, B·K, hidden), z0_modes (B·K, z + noise_dim)."""
+        """z0 (B, z), noise (B, K, noise_dim + style_dim) (``prior_noise``; needed when
+        ``noise_dim`` > 0) → (h, c, z0_modes): h, c (layers, B·K, hidden), z0_modes
+        (B·K, z + noise_dim + style_dim)."""
         consts = self._per_mode(z0)  # (B·K, z)
         if self.config.noise_dim > 0:
-            expected = (z0.shape[0], self.config.modes, self.config.noise_dim)
+            expected = (z0.shape[0], self.config.modes, self.config.cond_dim)
             if noise is None or tuple(noise.shape) != expected:
                 got = None if noise is None else tuple(noise.shape)
                 raise ValueError(f"this generator needs mode noise of shape {expected}, got {got}")
@@ -100,20 +118,28 @@ class MultiModeGenerator(nn.Module):
         return torch.randn((batch, self.config.modes, d + 1), generator=generator, device=device)
 
     @torch.no_grad()
-    def set_noise_prior(self, mu: Tensor, sigma: Tensor) -> None:
+    def set_noise_prior(self, mu: Tensor, sigma: Tensor, style: Tensor | None = None) -> None:
         """Per class, the Gaussians whose mixture (equal weights) the modes' noise is drawn from
-        at run time: ``mu`` and ``sigma`` (n_classes, prior_components, d)."""
+        at run time: ``mu`` and ``sigma`` (n_classes, prior_components, d); with a style, each
+        component's style (n_classes, prior_components, style_dim), drawn with it."""
         expected = tuple(self.prior_mu.shape)
         if tuple(mu.shape) != expected or tuple(sigma.shape) != expected:
             got = (tuple(mu.shape), tuple(sigma.shape))
             raise ValueError(f"expected prior means and spreads of shape {expected}, got {got}")
+        if self.config.style_dim > 0:
+            want = tuple(self.prior_style.shape)
+            if style is None or tuple(style.shape) != want:
+                got_style = None if style is None else tuple(style.shape)
+                raise ValueError(f"expected prior styles of shape {want}, got {got_style}")
+            self.prior_style.copy_(style)
         self.prior_mu.copy_(mu)
         self.prior_sigma.copy_(sigma)
 
     def prior_noise(self, unit: Tensor, cls: Tensor) -> Tensor:
         """Standard normal draws (B, K, d + 1) (``sample_noise``) → draws of class ``cls`` (B,)'s
-        prior (B, K, d): the last column picks a component (through the normal CDF, so each is
-        equally likely), the others are scaled and shifted by it. Without mode noise, ``unit``."""
+        prior (B, K, d + style_dim): the last column picks a component (through the normal CDF,
+        so each is equally likely), the others are scaled and shifted by it, and the component's
+        style follows. Without mode noise, ``unit``."""
         if self.config.noise_dim == 0:
             return unit
         expected = (cls.shape[0], self.config.modes, self.config.noise_dim + 1)
@@ -125,7 +151,10 @@ class MultiModeGenerator(nn.Module):
         pick = (torch.special.ndtr(unit[..., -1]) * n).long().clamp(0, n - 1)  # (B, K)
         rows = cls[:, None].expand_as(pick)
         mu, sigma = self.prior_mu[rows, pick], self.prior_sigma[rows, pick]  # (B, K, d)
-        return mu.to(unit.dtype) + sigma.to(unit.dtype) * unit[..., :-1]
+        noise = mu.to(unit.dtype) + sigma.to(unit.dtype) * unit[..., :-1]
+        if self.config.style_dim == 0:
+            return noise
+        return torch.cat([noise, self.prior_style[rows, pick].to(unit.dtype)], dim=-1)
 
     def step(self, z_t: Tensor, state: MultiModeState) -> tuple[Tensor, MultiModeState]:
         """z_t (B, z), state (h, c, z0_modes) → (z_modes (B, K, z), state)."""
@@ -140,7 +169,7 @@ class MultiModeGenerator(nn.Module):
         return z_modes, (h, c, consts)
 
     def unroll(self, z_seq: Tensor, z0: Tensor, noise: Tensor | None = None) -> Tensor:
-        """z_seq (B, T, z) (z1 … zT), z0 (B, z), noise (B, K, noise_dim) → (B, K, T, z)."""
+        """z_seq (B, T, z) (z1 … zT), z0 (B, z), noise (B, K, noise_dim + style_dim) → (B, K, T, z)."""
         state = self.initial_state(z0, noise)
         out: list[Tensor] = []
         for t in range(z_seq.shape[1]):

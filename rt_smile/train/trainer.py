@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from rt_smile.data.retarget import to_face
 from rt_smile.data.sequences import SmileSequences
+from rt_smile.data.style import STYLE_DIM, style_table
 from rt_smile.data.synthetic import SynthConfig, generate
 from rt_smile.face.align import canonical_template
 from rt_smile.io.checkpoint import save_cmmnet
@@ -139,6 +140,11 @@ class TrainConfig:
     #: no less than this, so the posterior is free to carry that much information per dimension
     #: (without it, the generator learns the mean smile first and the posterior collapses).
     kl_free_nats: float = 1.5
+    #: Tell each mode the style of the smile it makes (``rt_smile.data.style``: the lip corners'
+    #: rise and fall times, peak, parting, first blink), beside its noise: in training, the
+    #: measures of the sequence it reconstructs; at run time, those of the prior component drawn
+    #: (``MultiModeConfig.style_dim``). Needs mode noise.
+    mode_style: bool = False
     log_every: int = 50
     checkpoint_every: int = 500
 
@@ -151,6 +157,8 @@ class TrainConfig:
             raise ValueError(f"motion_face must be one of {MOTION_FACES}, not {self.motion_face!r}")
         if self.mode_noise_dim > 0 and self.noise_candidates > 1 and self.candidate_match == "modes":
             raise ValueError("mode noise cannot be combined with noise candidates matched on the modes")
+        if self.mode_style and self.mode_noise_dim == 0:
+            raise ValueError("a mode style needs mode noise (mode_noise_dim > 0)")
         if self.candidate_match not in CANDIDATE_MATCHES:
             raise ValueError(
                 f"candidate_match must be one of {CANDIDATE_MATCHES}, not {self.candidate_match!r}"
@@ -194,7 +202,11 @@ class Trainer:
         model_config = CMMNetConfig(
             vae=VAEConfig(decoder=config.vae_decoder),
             conditional=ConditionalConfig(noise_dim=config.noise_dim, hold_noise=config.holds_noise),
-            multimode=MultiModeConfig(modes=config.modes, noise_dim=config.mode_noise_dim),
+            multimode=MultiModeConfig(
+                modes=config.modes,
+                noise_dim=config.mode_noise_dim,
+                style_dim=STYLE_DIM if config.mode_style else 0,
+            ),
             anchors=len(self.train_set) if config.anchors and not template else 0,
             motion_face=config.motion_face,
         )
@@ -212,6 +224,7 @@ class Trainer:
         self.codes: torch.Tensor | None = None  # (N, length, z)
         self.margin = 0.0
         self.class_judge: LatentClassifier | None = None
+        self.styles = self._styles()  # (N, style_dim), standardised
 
     # ------------------------------------------------------------------ state
     def _state_path(self) -> Path:
@@ -288,6 +301,15 @@ class Trainer:
         self.save_state()
 
     # ------------------------------------------------------------------ generator
+    def _styles(self) -> torch.Tensor:
+        """Each training sequence's standardised style (N, style_dim); (N, 0) without one."""
+        n = len(self.train_set)
+        if not self.config.mode_style:
+            return torch.zeros(n, 0)
+        seqs = [self.train_set.sequence(i) for i in range(n)]
+        table, _, _ = style_table(seqs, self.train_set.fps)
+        return torch.from_numpy(table).float()
+
     @torch.no_grad()
     def _encode_sequences(self) -> torch.Tensor:
         vae = self.model.vae.eval()
@@ -319,15 +341,19 @@ class Trainer:
         return float(torch.cat(dists).mean())
 
     def generator_losses(
-        self, codes: torch.Tensor, cls: torch.Tensor
+        self, codes: torch.Tensor, cls: torch.Tensor, styles: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of a batch of training sequences' codes (B, L, z), classes (B,) and standardised
+        styles (B, style_dim) (needed with ``mode_style``)."""
         cfg, model = self.config, self.model
         draws = cfg.energy_draws
         codes, cls = codes.repeat_interleave(draws, 0), cls.repeat_interleave(draws, 0)  # (B·m, ...)
+        if styles is not None:
+            styles = styles.repeat_interleave(draws, 0)
         z0, target = codes[:, 0], codes[:, 1:]  # (B·m, z), (B·m, L-1, z)
         noise = self._nearest_noise(z0, cls, target)
         z_cond = model.conditional.unroll(z0, cls, noise)  # (B, L-1, z)
-        mode_noise, kl, kl_nats = self._mode_noise(z0, target)
+        mode_noise, kl, kl_nats = self._mode_noise(z0, target, styles)
         z_modes = model.multimode.unroll(z_cond, z0, mode_noise)  # (B, K, L-1, z)
         wta, winner = best_of_k_loss(z_modes, target, relax=cfg.relax)
         cond = F.mse_loss(z_cond, target)
@@ -350,16 +376,21 @@ class Trainer:
         return loss, parts
 
     def _mode_noise(
-        self, z0: torch.Tensor, target: torch.Tensor
+        self, z0: torch.Tensor, target: torch.Tensor, styles: torch.Tensor | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor, float]:
-        """Each mode's draw (B, K, d) from the posterior of its noise given the target, the KL
-        term charged (free bits) and the posterior's plain KL divergence to the prior, for the
-        log; (None, 0, 0) without mode noise."""
+        """Each mode's draw (B, K, d) from the posterior of its noise given the target, followed
+        by the target's style (B, style_dim) with ``mode_style``; the KL term charged (free bits)
+        and the posterior's plain KL divergence to the prior, for the log; (None, 0, 0) without
+        mode noise."""
         if self.posterior is None:
             return None, target.sum() * 0.0, 0.0
         mu, logvar = self.posterior(target - z0[:, None])
         charged = free_bits_kl(mu, logvar, self.config.kl_free_nats)
         draws = posterior_draws(mu, logvar, self.config.modes, self.rng)
+        if self.config.mode_style:
+            if styles is None:
+                raise ValueError("a generator with a mode style needs the training sequences' styles")
+            draws = torch.cat([draws, styles[:, None].expand(-1, draws.shape[1], -1)], dim=-1)
         return draws, charged, kl_divergence(mu, logvar).item()
 
     def _diversity_term(self, with_start: torch.Tensor) -> torch.Tensor:
@@ -427,7 +458,7 @@ class Trainer:
         bar = _bar(cfg.gen_steps, self.step, "generator", progress)
         while self.step < cfg.gen_steps:
             idx = torch.randint(len(codes), (cfg.gen_batch,), generator=self.rng)
-            loss, parts = self.generator_losses(codes[idx], labels[idx])
+            loss, parts = self.generator_losses(codes[idx], labels[idx], self.styles[idx])
             self.opt_gen.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(
@@ -490,7 +521,8 @@ class Trainer:
             order = idx[torch.randperm(len(idx), generator=g)]
             chosen.append(order[torch.arange(config.prior_components) % len(order)])
         rows = torch.stack(chosen)  # (n_classes, prior_components)
-        self.model.multimode.set_noise_prior(mu[rows], (0.5 * logvar[rows]).exp())
+        style = self.styles[rows] if self.config.mode_style else None
+        self.model.multimode.set_noise_prior(mu[rows], (0.5 * logvar[rows]).exp(), style)
 
     def finish(self, seconds: float) -> Path:
         self._set_anchors()

@@ -134,3 +134,28 @@ def test_the_class_counts_of_the_parts_must_agree() -> None:
 
     with pytest.raises(ValueError, match="one class count"):
         CMMNetConfig(conditional=ConditionalConfig(n_classes=3), multimode=MultiModeConfig(n_classes=2))
+
+
+def test_a_mode_style_is_drawn_with_its_prior_component_and_held_in_the_state() -> None:
+    from rt_smile.models.multimode import MultiModeConfig
+
+    torch.manual_seed(0)
+    config = MultiModeConfig(noise_dim=3, prior_components=2, style_dim=2)
+    model = CMMNet(CMMNetConfig(multimode=config)).eval()
+    mu = torch.zeros(2, 2, 3)
+    style = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[-1.0, -2.0], [-3.0, -4.0]]])  # (2, 2, 2)
+    model.multimode.set_noise_prior(mu, torch.ones(2, 2, 3), style)
+    unit = model.multimode.sample_noise(2, generator=torch.Generator().manual_seed(2))
+    unit[:, :, -1] = torch.tensor([-2.0, -0.1, 0.1, 2.0])  # components 0, 0, 1, 1
+    held = model.start(_faces(2, 3), torch.tensor([0, 1]), unit).multimode[2][:, 32:]  # (2·K, 5)
+    held = held.reshape(2, model.modes, 5)
+    torch.testing.assert_close(held[..., :3], unit[..., :3])  # the noise, as before
+    torch.testing.assert_close(held[0, :, 3:], style[0, [0, 0, 1, 1]])
+    torch.testing.assert_close(held[1, :, 3:], style[1, [0, 0, 1, 1]])
+    noise = model.conditional.sample_noise(2, 5)
+    out = model.generate(_faces(2, 3), torch.tensor([0, 1]), noise, unit)
+    assert out.shape == (2, model.modes, 5, 468, 2) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="expected prior styles of shape"):
+        model.multimode.set_noise_prior(mu, torch.ones(2, 2, 3))
+    with pytest.raises(ValueError, match="needs mode noise"):
+        MultiModeConfig(noise_dim=0, style_dim=2)

@@ -184,3 +184,32 @@ def test_mode_noise_trains_the_modes_on_posterior_draws_and_resumes(tmp_path: Pa
     torch.testing.assert_close(older.model.multimode.prior_mu, fitted.prior_mu)
     with pytest.raises(ValueError, match="mode noise cannot be combined"):
         replace(config, noise_candidates=4, candidate_match="modes")
+
+
+def test_a_mode_style_is_measured_on_each_training_smile_and_drawn_with_the_prior(tmp_path: Path) -> None:
+    from rt_smile.data.style import STYLE_DIM, smile_style
+
+    config = replace(
+        TINY, w_class=0.0, motion_face="template", mode_noise_dim=3, mode_style=True, w_diversity=0.0
+    )
+    trainer = Trainer(config, synth_data(config), tmp_path / "run")
+    assert trainer.styles.shape == (len(trainer.train_set), STYLE_DIM)
+    raw = np.stack([smile_style(trainer.train_set.sequence(i), trainer.train_set.fps) for i in range(3)])
+    order = np.argsort(raw[:, 0])  # standardised per measure: the order of the peaks is kept
+    assert (np.diff(trainer.styles[order, 0].numpy()) >= 0).all()
+    codes = trainer._encode_sequences()[:4]
+    draws, _, _ = trainer._mode_noise(codes[:, 0], codes[:, 1:], trainer.styles[:4])
+    assert draws is not None and draws.shape == (4, config.modes, 3 + STYLE_DIM)
+    torch.testing.assert_close(draws[:, 2, 3:], trainer.styles[:4])  # every mode: its target's style
+    with pytest.raises(ValueError, match="needs the training sequences' styles"):
+        trainer._mode_noise(codes[:, 0], codes[:, 1:])
+    model = load_cmmnet(trainer.run(progress=False))
+    assert model.config.multimode.style_dim == STYLE_DIM
+    prior = trainer.model.multimode.prior_style  # every component: a training smile of the class
+    labels = torch.from_numpy(trainer.train_set.labels)
+    for k in (0, 1):
+        gap = (prior[k][:, None] - trainer.styles[labels == k][None]).norm(dim=-1)
+        assert gap.min(1).values.max() < 1e-6
+    torch.testing.assert_close(model.multimode.prior_style, prior, rtol=2e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="a mode style needs mode noise"):
+        replace(config, mode_noise_dim=0)
