@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from rt_smile.data.style import STYLE_DIM, STYLE_NAMES, smile_style, style_table
 from rt_smile.face import topology as topo
 from rt_smile.face.align import canonical_template
 
+Array = NDArray[np.float64]
+
 FPS = 30.0
 
 
-def _smile(widen: np.ndarray, lids: np.ndarray | None = None) -> np.ndarray:
+def _smile(widen: Array, lids: Array | None = None) -> Array:
     """The template face whose lip corners move apart by ``widen`` (T,) IOD and whose upper
     lids keep ``lids`` (T,) of their gap."""
     face = canonical_template()[: topo.NUM_LANDMARKS].astype(np.float64)
