@@ -11,6 +11,9 @@ a mixture of training sequences' posteriors stored in the weights (``MultiModeGe
 - ``gaussian``: one Gaussian per class with the mixture's mean and covariance;
 - ``mixture``: the shipped prior.
 
+A model with a mode style (``MultiModeConfig.style_dim``) draws the style the same way in all
+three: that of the mixture component the draw picks, so only the noise's prior differs.
+
 Each is scored per photo and class by ``rt_smile.train.photo_eval.evaluate_photo`` (60 draws ×
 K modes; the same reference and classifier as ``benchmarks/photos.py``).
 Writes benchmarks/results/ablations/noise_prior.json.
@@ -65,6 +68,20 @@ def standard_normal(unit: Tensor, cls: Tensor) -> Tensor:
     return unit[..., :-1]
 
 
+def with_style(
+    mm: MultiModeGenerator, draw: Callable[[Tensor, Tensor], Tensor]
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """``draw`` followed by the style of the mixture component each draw picks (a model with a
+    mode style needs it); ``draw`` itself for a model without one."""
+    if mm.config.style_dim == 0:
+        return draw
+
+    def styled(unit: Tensor, cls: Tensor) -> Tensor:
+        return torch.cat([draw(unit, cls), mm.component_style(unit, cls)], dim=-1)
+
+    return styled
+
+
 def main() -> None:
     photos, weights, out = ablation_args(__doc__, "noise_prior.json")
     t0 = time.perf_counter()
@@ -78,7 +95,7 @@ def main() -> None:
             model = load_cmmnet(weights)
             if name != "mixture":  # the instance's prior_noise replaces the shipped mixture's
                 draw = standard_normal if name == "standard_normal" else gaussian_prior(model.multimode)
-                model.multimode.prior_noise = draw  # type: ignore[method-assign,assignment]
+                model.multimode.prior_noise = with_style(model.multimode, draw)  # type: ignore[method-assign,assignment]
             classes = evaluate_photo(model, neutral, ref)
             priors[name] = {c: {k: r[k] for k in KEPT} for c, r in classes.items()}
             print(path.name, name, json.dumps(priors[name])[:300], flush=True)

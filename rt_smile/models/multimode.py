@@ -147,14 +147,24 @@ class MultiModeGenerator(nn.Module):
             raise ValueError(
                 f"expected standard normal mode noise of shape {expected}, got {tuple(unit.shape)}"
             )
-        n = self.config.prior_components
-        pick = (torch.special.ndtr(unit[..., -1]) * n).long().clamp(0, n - 1)  # (B, K)
-        rows = cls[:, None].expand_as(pick)
+        rows, pick = self._component(unit, cls)
         mu, sigma = self.prior_mu[rows, pick], self.prior_sigma[rows, pick]  # (B, K, d)
         noise = mu.to(unit.dtype) + sigma.to(unit.dtype) * unit[..., :-1]
         if self.config.style_dim == 0:
             return noise
-        return torch.cat([noise, self.prior_style[rows, pick].to(unit.dtype)], dim=-1)
+        return torch.cat([noise, self.component_style(unit, cls)], dim=-1)
+
+    def _component(self, unit: Tensor, cls: Tensor) -> tuple[Tensor, Tensor]:
+        """The prior component each mode's draw picks: (class rows, component index), each (B, K)."""
+        n = self.config.prior_components
+        pick = (torch.special.ndtr(unit[..., -1]) * n).long().clamp(0, n - 1)  # (B, K)
+        return cls[:, None].expand_as(pick), pick
+
+    def component_style(self, unit: Tensor, cls: Tensor) -> Tensor:
+        """The style (B, K, style_dim) of the prior component that each mode's standard normal
+        draw (B, K, d + 1) picks (``prior_noise`` appends it to the noise)."""
+        rows, pick = self._component(unit, cls)
+        return self.prior_style[rows, pick].to(unit.dtype)
 
     def step(self, z_t: Tensor, state: MultiModeState) -> tuple[Tensor, MultiModeState]:
         """z_t (B, z), state (h, c, z0_modes) → (z_modes (B, K, z), state)."""
