@@ -110,7 +110,7 @@ def generator_spec(model: CMMNet, batch: int = 2) -> GraphSpec:
         "z_modes": b, "z_next": b, "cond_h_next": {1: "batch"}, "cond_c_next": {1: "batch"},
         "mm_h_next": {1: "batch_modes"}, "mm_c_next": {1: "batch_modes"},
     }  # fmt: skip
-    assert inputs[-1].shape == (batch * k, z + cfg.multimode.noise_dim)  # neutral code, mode noise
+    assert inputs[-1].shape == (batch * k, z + cfg.multimode.cond_dim)  # neutral code, mode noise, style
     return GraphSpec(
         "generator_step",
         GeneratorStep(model),
