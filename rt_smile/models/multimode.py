@@ -152,7 +152,7 @@ class MultiModeGenerator(nn.Module):
         noise = mu.to(unit.dtype) + sigma.to(unit.dtype) * unit[..., :-1]
         if self.config.style_dim == 0:
             return noise
-        return torch.cat([noise, self.component_style(unit, cls)], dim=-1)
+        return torch.cat([noise, self.prior_style[rows, pick].to(unit.dtype)], dim=-1)
 
     def _component(self, unit: Tensor, cls: Tensor) -> tuple[Tensor, Tensor]:
         """The prior component each mode's draw picks: (class rows, component index), each (B, K)."""
