@@ -201,10 +201,30 @@ def sample_sequence(
     fields = np.stack([basis.fields[name] for name in TRACKS])  # (U, 468, 2)
     shapes = identity[None] + np.einsum("tu,unc->tnc", np.clip(tracks, 0, 1), fields)
     frames = _project(shapes, _centred_depth(), _head_pose(t, rng, config.pose_deg))
-    jitter = rng.normal(0.0, config.jitter_iod, frames.shape)
-    jitter = 0.5 * (jitter + np.roll(jitter, 1, axis=0))  # mildly correlated in time
-    aligned = align_frames(frames + jitter)
+    aligned = align_frames(frames + detection_jitter(frames.shape, config.jitter_iod, rng))
     return aligned.astype(np.float32), tracks
+
+
+def detection_jitter(
+    shape: tuple[int, ...], sigma_iod: float, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """SynthSmile's landmark noise for frames of ``shape`` (T, N, 2): Gaussian per landmark and
+    frame (``sigma_iod``), each frame averaged with the previous one (mildly correlated in time,
+    as a detector's noise is)."""
+    jitter = rng.normal(0.0, sigma_iod, shape)
+    return 0.5 * (jitter + np.roll(jitter, 1, axis=0))
+
+
+def observed(
+    seq: NDArray[np.floating],  # type: ignore[type-arg]
+    rng: np.random.Generator,
+    sigma_iod: float = SynthConfig.jitter_iod,
+) -> NDArray[np.float64]:
+    """An aligned sequence (T, 468, 2) as SynthSmile observes its smiles: with its detection
+    jitter, then aligned again frame by frame (for comparing jitter-free generated sequences
+    with the data like for like)."""
+    frames = np.asarray(seq, np.float64)
+    return align_frames(frames + detection_jitter(frames.shape, sigma_iod, rng))
 
 
 def _progress(iterable: range, enabled: bool) -> range:

@@ -76,8 +76,30 @@ def align_to_canonical(points: Points) -> Similarity:
 
 
 def align_frames(points: Points) -> Points:
-    """(T, N, 2) frames → the aligned canonical frame, each frame on its own stable points."""
-    return np.stack([align_to_canonical(p).apply(p) for p in points])
+    """(T, N, 2) frames → the aligned canonical frame, each frame on its own stable points.
+
+    ``align_to_canonical(p).apply(p)`` for every frame, batched over the frames (the same
+    arithmetic in the same order, so the same numbers to the last bit)."""
+    pts = np.asarray(points, np.float64)
+    idx = list(STABLE)
+    src, dst = pts[:, idx], _template()[idx]
+    mu_s, mu_d = src.mean(1), dst.mean(0)  # (T, 2), (2,)
+    xs, xd = src - mu_s[:, None], dst - mu_d
+    u, sig, vt = np.linalg.svd(xd.T @ xs / src.shape[1])  # per frame: (2, 2) cross-covariance
+    sign = np.sign(np.linalg.det(u @ vt))
+    d = _batched_diag(np.ones_like(sign), np.where(sign == 0, 1.0, sign))  # no reflection
+    rot = u @ d @ vt
+    scale = np.trace(_batched_diag(sig[:, 0], sig[:, 1]) @ d, axis1=1, axis2=2) / xs.var(1).sum(-1)
+    a = scale[:, None, None] * rot  # (T, 2, 2)
+    t = mu_d - (a @ mu_s[..., None])[..., 0]
+    return np.asarray(pts @ a.transpose(0, 2, 1) + t[:, None])
+
+
+def _batched_diag(first: NDArray[np.float64], second: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(T,) and (T,) → (T, 2, 2) diagonal matrices."""
+    out = np.zeros((len(first), 2, 2))
+    out[:, 0, 0], out[:, 1, 1] = first, second
+    return out
 
 
 def canonical_to_crop(config: CropConfig) -> Similarity:

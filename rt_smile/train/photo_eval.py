@@ -40,7 +40,7 @@ from rt_smile.models.classifier import SequenceClassifier
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.runtime.motion import FaceMotion, generate_on_faces
 from rt_smile.train.classifier import features, predict
-from rt_smile.train.evaluate import nearest_distances
+from rt_smile.train.evaluate import nearest_distances, observed_novelty
 from rt_smile.train.metrics import frechet_distance, motion, motion_magnitude, pairwise_mean_distance
 
 Seq = NDArray[np.float64]
@@ -175,6 +175,7 @@ def evaluate_photo(
             "frechet_distance_k1": frechet_distance(features(ref.classifier, list(single[:n])), feats),
             "pooled_held_out": _pooled(ref, label, flat, half_a),
             "novelty_iod": float(np.median(nearest_distances(flat[:n], ref.pool, ref.length))),
+            "novelty_observed_iod": observed_novelty(flat[:n], ref.pool, ref.length, seed + label),
             "reference_novelty_iod": float(np.median(nearest_distances(half_b, ref.pool, ref.length))),
             "peak_lip_corner_speed_iod_per_s": _peak_speed(flat, ref.fps),
             "reference_peak_lip_corner_speed_iod_per_s": _peak_speed(own[label], ref.fps),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,6 +57,10 @@ CANDIDATE_MATCHES = ("conditional", "modes")
 MOTION_FACES = ("own", "template")
 #: Where the diversity hinge measures the distance between modes (``TrainConfig.diversity_space``).
 DIVERSITY_SPACES = ("code", "landmarks")
+#: How the generator's learning rate runs over its steps (``TrainConfig.gen_lr_schedule``).
+LR_SCHEDULES = ("constant", "cosine")
+#: The cosine schedule's last learning rate, as a fraction of ``gen_lr``.
+COSINE_FLOOR = 0.05
 #: The window (frames) whose mean code is decoded when modes are compared in the landmark space.
 DIVERSITY_WINDOW = 6
 
@@ -84,6 +89,10 @@ class TrainConfig:
     gen_steps: int = 1500
     gen_batch: int = 64
     gen_lr: float = 1e-3
+    #: ``"constant"``: ``gen_lr`` throughout; ``"cosine"``: from ``gen_lr`` down a half cosine to
+    #: ``COSINE_FLOOR`` × ``gen_lr`` at the last step, so a shorter run still ends settled. A
+    #: function of the step alone, so a resumed run continues the same schedule.
+    gen_lr_schedule: str = "constant"
     #: Relaxed winner-takes-all weight of the non-winning modes.
     relax: float = 0.25
     #: Weight of the conditional LSTM's own regression on the data.
@@ -153,6 +162,8 @@ class TrainConfig:
             raise ValueError(
                 f"diversity_space must be one of {DIVERSITY_SPACES}, not {self.diversity_space!r}"
             )
+        if self.gen_lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"gen_lr_schedule must be one of {LR_SCHEDULES}, not {self.gen_lr_schedule!r}")
         if self.motion_face not in MOTION_FACES:
             raise ValueError(f"motion_face must be one of {MOTION_FACES}, not {self.motion_face!r}")
         if self.mode_noise_dim > 0 and self.noise_candidates > 1 and self.candidate_match == "modes":
@@ -459,6 +470,8 @@ class Trainer:
         while self.step < cfg.gen_steps:
             idx = torch.randint(len(codes), (cfg.gen_batch,), generator=self.rng)
             loss, parts = self.generator_losses(codes[idx], labels[idx], self.styles[idx])
+            for group in self.opt_gen.param_groups:
+                group["lr"] = generator_lr(cfg, self.step)
             self.opt_gen.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(
@@ -539,6 +552,15 @@ class Trainer:
         (self.out / "train_log.json").write_text(json.dumps({"info": info, "log": self.log}, indent=1))
         plot_log(self.log, self.out / "train_loss.png")
         return weights
+
+
+def generator_lr(config: TrainConfig, step: int) -> float:
+    """The generator's learning rate at ``step`` (0-based) under ``config.gen_lr_schedule``."""
+    if config.gen_lr_schedule == "constant" or config.gen_steps <= 1:
+        return config.gen_lr
+    progress = min(step / (config.gen_steps - 1), 1.0)
+    scale = COSINE_FLOOR + (1.0 - COSINE_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.gen_lr * scale
 
 
 def _windows(codes: torch.Tensor) -> torch.Tensor:

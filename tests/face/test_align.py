@@ -11,6 +11,7 @@ from rt_smile.config import CropConfig, DetectorConfig
 from rt_smile.face import topology as topo
 from rt_smile.face.align import (
     Similarity,
+    align_frames,
     align_to_canonical,
     canonical_template,
     crop_face,
@@ -72,6 +73,19 @@ def test_fit_similarity_never_reflects() -> None:
     src = canonical_template()
     mirrored = src * [-1.0, 1.0]
     assert np.linalg.det(fit_similarity(src, mirrored).matrix[:, :2]) > 0
+
+
+def test_align_frames_is_each_frame_aligned_on_its_own_to_the_last_bit() -> None:
+    rng = np.random.default_rng(4)
+    template = canonical_template()
+    noisy = [template + rng.normal(0, 0.01, template.shape) for _ in range(6)]
+    poses = [_similarity(80 + 10 * i, 7.0 * i - 20, 256 + i, 200 - i) for i in range(6)]
+    frames = np.stack([pose.apply(f) for pose, f in zip(poses, noisy, strict=True)])
+    frames[5, :, 0] *= -1.0  # a mirrored frame: the fit must not reflect it back
+    batched = align_frames(frames)
+    one_by_one = np.stack([align_to_canonical(f).apply(f) for f in frames])
+    assert np.array_equal(batched, one_by_one)
+    assert np.abs(batched[0] - template).mean() < 0.02
 
 
 def test_align_to_canonical_maps_eyes_to_unit_distance(sample_face: FaceLandmarks) -> None:

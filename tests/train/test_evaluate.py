@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rt_smile.cli import main
-from rt_smile.data.synthetic import SynthConfig, generate
+from rt_smile.data.synthetic import SynthConfig, generate, observed
 from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.train.evaluate import EvalConfig, evaluate, nearest_distances
 
@@ -30,6 +30,22 @@ def test_evaluate_report_on_a_small_split() -> None:
     assert report["classifier_accuracy_on_held_out"] >= 0.8
     assert report["diversity"]["ratio_to_own_motion"] > 0.25
     assert report["frechet_noise_floor"] >= 0.0
+    retrieval = report["methods"][2]
+    assert retrieval["novelty_iod"] == pytest.approx(0.0, abs=1e-9), "a copy of a pool motion scores 0"
+    for m in report["methods"][:2]:  # jitter-free generated motion seen through the data's jitter
+        assert m["novelty_observed_iod"] > m["novelty_iod"]
+    for m in report["methods"][2:]:  # the data already carry it
+        assert m["novelty_observed_iod"] == m["novelty_iod"]
+
+
+def test_observed_adds_the_data_jitter_to_a_jitter_free_sequence() -> None:
+    clean = generate(SynthConfig(n_sequences=1, seed=3, jitter_iod=0.0)).sequence(0).astype(np.float64)
+    seen = observed(clean, np.random.default_rng(0))
+    noise = seen - clean
+    assert noise.std() == pytest.approx(SynthConfig.jitter_iod / np.sqrt(2), rel=0.1)
+    assert np.allclose(observed(clean, np.random.default_rng(0)), seen), "seeded"
+    unjittered = observed(clean, np.random.default_rng(0), sigma_iod=0.0)
+    assert np.abs(unjittered - clean).max() < 1e-6  # the data are float32
 
 
 def test_nearest_distance_is_zero_for_a_copy() -> None:

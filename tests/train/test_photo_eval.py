@@ -64,3 +64,4 @@ def test_evaluate_photo_reports_against_the_photo_reference(neutral: NDArray[np.
         pooled = r["pooled_held_out"]
         assert set(pooled) == {"frechet_distance", "reference_frechet_distance", "frechet_noise_floor"}
         assert r["ratio_to_own_motion"] > 0.0
+        assert r["novelty_observed_iod"] > r["novelty_iod"] > 0.0, "seen through the data's jitter"

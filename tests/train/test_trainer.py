@@ -3,8 +3,10 @@ that load, and a resumed run that does not train again."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import torch
 
 from rt_smile.face.align import canonical_template
 from rt_smile.io.checkpoint import load_cmmnet, read_info
-from rt_smile.train.trainer import TrainConfig, Trainer, synth_data
+from rt_smile.train.trainer import COSINE_FLOOR, TrainConfig, Trainer, generator_lr, synth_data
 
 TINY = TrainConfig(
     n_sequences=40, n_identities=10, length=40, vae_steps=30, vae_batch=64, gen_steps=6,
@@ -95,6 +97,40 @@ def test_energy_draws_train_every_sequence_with_several_held_draws(tmp_path: Pat
     assert all(r["energy"] > 0.0 for r in trainer.log if r["stage"] == "generator")
     plain = Trainer(replace(config, energy_draws=1), synth_data(config), tmp_path / "plain")
     assert plain.generator_losses(codes, torch.tensor([0, 1]))[1]["energy"] == 0.0
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _StoppedAfterCheckpoint(Trainer):
+    """A run interrupted after its first generator checkpoint."""
+
+    def _after_step(self, bar: Any, parts: dict[str, float]) -> None:
+        super()._after_step(bar, parts)
+        if self.stage == "generator" and self.step == self.config.checkpoint_every:
+            raise _Stopped
+
+
+def test_a_cosine_schedule_runs_the_learning_rate_down_and_resumes_on_the_same_curve(tmp_path: Path) -> None:
+    config = replace(TINY, w_class=0.0, gen_lr_schedule="cosine", gen_steps=8, checkpoint_every=3)
+    rates = [generator_lr(config, step) for step in range(config.gen_steps)]
+    assert rates[0] == config.gen_lr and rates[-1] == pytest.approx(COSINE_FLOOR * config.gen_lr)
+    assert all(a > b for a, b in itertools.pairwise(rates)), "the rate falls at every step"
+    assert generator_lr(replace(config, gen_lr_schedule="constant"), 7) == config.gen_lr
+    whole = Trainer(config, synth_data(config), tmp_path / "whole")
+    whole.run(progress=False)
+    assert whole.opt_gen.param_groups[0]["lr"] == pytest.approx(rates[-1])
+
+    with pytest.raises(_Stopped):  # stopped right after the checkpoint of generator step 3
+        _StoppedAfterCheckpoint(config, synth_data(config), tmp_path / "broken").run(progress=False)
+    resumed = Trainer(config, synth_data(config), tmp_path / "broken")
+    assert resumed.try_resume() and resumed.step == 3
+    resumed.run(progress=False)
+    for name, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, whole.model.state_dict()[name], msg=f"{name} differs")
+    with pytest.raises(ValueError, match="gen_lr_schedule must be one of"):
+        replace(config, gen_lr_schedule="linear")
 
 
 def test_an_unknown_candidate_match_is_refused() -> None:
