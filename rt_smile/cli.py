@@ -453,6 +453,12 @@ def _add_train_parser(sub: Any) -> None:
     )
     train.add_argument("--modes", type=_positive_int, default=4, help="K, the number of smile modes (4)")
     train.add_argument(
+        "--hidden",
+        type=_positive_int,
+        default=256,
+        help="width of the conditional LSTM and the multi-mode generator (default 256)",
+    )
+    train.add_argument(
         "--out",
         type=Path,
         required=True,
@@ -783,6 +789,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
             gen_steps=args.gen_steps,
             gen_lr_schedule=args.gen_lr_schedule,
             modes=args.modes,
+            hidden=args.hidden,
             relax=args.relax,
             w_diversity=args.diversity_weight,
             w_class=args.w_class,

@@ -80,6 +80,8 @@ class TrainConfig:
     #: Frames per training sequence (5 s at 30 fps); shorter sequences hold their last frame.
     length: int = 150
     modes: int = 4
+    #: Width of the conditional LSTM and the multi-mode generator (their ``hidden``).
+    hidden: int = 256
     vae_steps: int = 3000
     #: The landmark VAE's decoder (``VAEConfig.decoder``): ``"mlp"`` or ``"linear"``.
     vae_decoder: str = "mlp"
@@ -212,9 +214,12 @@ class Trainer:
         torch.manual_seed(config.seed)
         model_config = CMMNetConfig(
             vae=VAEConfig(decoder=config.vae_decoder),
-            conditional=ConditionalConfig(noise_dim=config.noise_dim, hold_noise=config.holds_noise),
+            conditional=ConditionalConfig(
+                noise_dim=config.noise_dim, hold_noise=config.holds_noise, hidden=config.hidden
+            ),
             multimode=MultiModeConfig(
                 modes=config.modes,
+                hidden=config.hidden,
                 noise_dim=config.mode_noise_dim,
                 style_dim=STYLE_DIM if config.mode_style else 0,
             ),
