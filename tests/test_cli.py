@@ -458,3 +458,12 @@ def test_train_options_that_do_not_go_together_are_one_line(
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists(), "nothing is written"
+
+
+def test_train_hidden_sets_the_lstm_width(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = cli.build_parser().parse_args(["train", "--hidden", "192", "--out", str(tmp_path / "run")])
+    assert cli._train_config(args).hidden == 192
+    assert cli.main(["train", "--hidden", "0", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "positive integer" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -46,6 +46,36 @@ def test_unroll_is_a_loop_of_step(gen: MultiModeGenerator) -> None:
             assert torch.equal(out[:, :, t], z_modes)
 
 
+@pytest.mark.parametrize("cond_dims", [(0, 0), (5, 3)], ids=["plain", "noise+style"])
+def test_step_is_the_lstm_on_its_documented_input(cond_dims: tuple[int, int]) -> None:
+    """The split gates (z_t once per row, the constants once per sequence) are the LSTM on the
+    concatenated input [z_t, z_t - z0, m_k, noise_k, style_k] of every mode."""
+    torch.manual_seed(0)
+    noise_dim, style_dim = cond_dims
+    cfg = MultiModeConfig(modes=3, hidden=32, layers=2, noise_dim=noise_dim, style_dim=style_dim)
+    gen = MultiModeGenerator(cfg).eval()
+    with torch.no_grad():  # a non-zero bias and recurrent weight, so every block matters
+        for lin in gen.lstm.gates:
+            assert isinstance(lin, nn.Linear)
+            lin.bias.normal_()
+    z_seq, z0 = _inputs(b=2, t=5)
+    noise = torch.randn(2, 3, noise_dim + style_dim) if noise_dim else None
+    with torch.no_grad():
+        state = gen.initial_state(z0, noise)
+        ref = state
+        for t in range(z_seq.shape[1]):
+            z_modes, state = gen.step(z_seq[:, t], state)
+            h, c, consts = ref
+            ztk = z_seq[:, t].repeat_interleave(3, dim=0)
+            parts = [ztk, ztk - consts[:, :32], gen.mode_embedding.repeat(2, 1), consts[:, 32:]]
+            top, (h, c) = gen.lstm(torch.cat(parts, dim=-1), (h, c))
+            ref = (h, c, consts)
+            expected = (ztk + gen.head(top)).unflatten(0, (2, 3))
+            torch.testing.assert_close(z_modes, expected, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(state[0], h, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(state[1], c, rtol=1e-5, atol=1e-5)
+
+
 def test_untrained_modes_differ_and_stay_near_the_input(gen: MultiModeGenerator) -> None:
     z_seq, z0 = _inputs()
     with torch.no_grad():

@@ -42,6 +42,15 @@ def test_tiny_training_writes_loadable_weights_with_anchors(tmp_path: Path) -> N
             assert torch.equal(v, before[k]), f"{k} changed: a finished run is not trained again"
 
 
+def test_the_lstm_width_reaches_both_recurrent_modules_and_the_weights(tmp_path: Path) -> None:
+    config = replace(TINY, hidden=24, w_class=0.0, gen_steps=2)
+    weights = Trainer(config, synth_data(config), tmp_path / "run").run(progress=False)
+    model = load_cmmnet(weights)
+    assert model.config.conditional.hidden == model.config.multimode.hidden == 24
+    assert model.multimode.lstm.recurrent_weight().shape == (96, 24)
+    assert model.conditional.init_state.proj.out_features == 2 * 24
+
+
 def test_noise_candidates_train_on_the_nearest_draw(tmp_path: Path) -> None:
     config = replace(TINY, w_class=0.0, noise_candidates=6)
     trainer = Trainer(config, synth_data(config), tmp_path / "run")
