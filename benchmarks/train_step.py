@@ -1,13 +1,11 @@
 """Seconds per generator training step on the CPU: the shipped command's configuration at LSTM
-widths 256 and 192, with the multi-mode step split (z_t's gates once per row, the held part once
-per sequence; ``MultiModeGenerator._step``) and with the LSTM run on the concatenated input of
-every mode (the formulation before the split, the same arithmetic).
+widths 256 and 192 (``rt-smile train --hidden``).
 
     python benchmarks/train_step.py [--rounds 5] [--steps 3] [--threads 2]
 
-Variants alternate within each round, so the machine's drift spreads over all of them. The
-data are a small SynthSmile draw with an untrained VAE: a step's cost does not depend on the
-values. Writes benchmarks/results/train_step_cpu.json and train_step_cpu.png.
+Widths alternate within each round, so the machine's drift spreads over both. The data are a
+small SynthSmile draw with an untrained VAE: a step's cost does not depend on the values. Writes
+benchmarks/results/train_step_cpu.json and train_step_cpu.png.
 """
 
 from __future__ import annotations
@@ -18,51 +16,23 @@ import shlex
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 
 from rt_smile.cli import _train_config, build_parser
-from rt_smile.models.multimode import MultiModeGenerator, MultiModeState, StepWeights
 from rt_smile.train.trainer import Trainer, synth_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOG = RESULTS / "training" / "train_log.json"
 WIDTHS = (256, 192)
-FORMULATIONS = ("split", "concatenated")
-
-
-def _concatenated_step(
-    self: MultiModeGenerator, z_t: Tensor, state: MultiModeState, weights: StepWeights, const: Tensor
-) -> tuple[Tensor, MultiModeState]:
-    """The multi-mode step as it was before the split: the LSTM on [z_t, z_t − z0, m_k, noise_k]
-    of every mode (``weights`` and ``const`` unused)."""
-    h, c, consts = state
-    k, z = self.config.modes, z_t.shape[1]
-    ztk = z_t.repeat_interleave(k, dim=0)
-    parts = [ztk, ztk - consts[:, :z], self.mode_embedding.repeat(z_t.shape[0], 1), consts[:, z:]]
-    top, (h, c) = self.lstm(torch.cat(parts, dim=-1), (h, c))
-    return (ztk + self.head(top)).unflatten(0, (z_t.shape[0], k)), (h, c, consts)
-
-
-@contextmanager
-def formulation(name: str) -> Iterator[None]:
-    original = MultiModeGenerator._step
-    if name == "concatenated":
-        MultiModeGenerator._step = _concatenated_step  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        MultiModeGenerator._step = original  # type: ignore[method-assign]
 
 
 def step_runner(hidden: int, out: Path) -> Callable[[], None]:
@@ -91,29 +61,26 @@ def step_runner(hidden: int, out: Path) -> Callable[[], None]:
 
 
 def measure(rounds: int, steps: int) -> list[dict[str, Any]]:
-    times: dict[tuple[int, str], list[float]] = {(h, f): [] for h in WIDTHS for f in FORMULATIONS}
+    times: dict[int, list[float]] = {h: [] for h in WIDTHS}
     with tempfile.TemporaryDirectory() as tmp:
         runners = {h: step_runner(h, Path(tmp) / str(h)) for h in WIDTHS}
-        for h, f in times:  # warm-up
-            with formulation(f):
-                runners[h]()
+        for run in runners.values():  # warm-up
+            run()
         for _ in range(rounds):
-            for (h, f), seconds in times.items():
-                with formulation(f):
-                    for _ in range(steps):
-                        start = time.perf_counter()
-                        runners[h]()
-                        seconds.append(time.perf_counter() - start)
+            for h, seconds in times.items():
+                for _ in range(steps):
+                    start = time.perf_counter()
+                    runners[h]()
+                    seconds.append(time.perf_counter() - start)
     return [
         {
             "hidden": h,
-            "formulation": f,
             "steps": len(s),
             "median_s": float(np.median(s)),
             "p10_s": float(np.percentile(s, 10)),
             "p90_s": float(np.percentile(s, 90)),
         }
-        for (h, f), s in times.items()
+        for h, s in times.items()
     ]
 
 
@@ -123,17 +90,13 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for i, f in enumerate(FORMULATIONS):
-        rows = [r for r in results if r["formulation"] == f]
-        x = np.arange(len(rows)) + (i - 0.5) * 0.35
-        med = np.array([r["median_s"] for r in rows])
-        err = np.array([[m - r["p10_s"], r["p90_s"] - m] for m, r in zip(med, rows, strict=True)]).T
-        ax.bar(x, med, 0.35, yerr=err, label=f, capsize=3)
-    ax.set_xticks(np.arange(len(WIDTHS)), [f"hidden {h}" for h in WIDTHS])
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    med = np.array([r["median_s"] for r in results])
+    err = np.array([[m - r["p10_s"], r["p90_s"] - m] for m, r in zip(med, results, strict=True)]).T
+    ax.bar(np.arange(len(results)), med, 0.5, yerr=err, capsize=3)
+    ax.set_xticks(np.arange(len(results)), [f"hidden {r['hidden']}" for r in results])
     ax.set_ylabel("s per generator step (batch 64)")
     ax.set_title("generator training step, CPU (median, p10–p90)")
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -151,7 +114,7 @@ def main() -> None:
     record = {
         "benchmark": "train_step",
         "what": "seconds per generator training step of the shipped command's configuration "
-        "(batch 64, 150 frames, K = 4), by LSTM width and multi-mode step formulation",
+        "(batch 64, 150 frames, K = 4), by LSTM width",
         "machine": machine_info(),
         "rounds": args.rounds,
         "results": results,
@@ -159,7 +122,7 @@ def main() -> None:
     args.out.write_text(json.dumps(record, indent=1))
     plot(results, args.out.with_suffix(".png"))
     for r in results:
-        print(f"hidden {r['hidden']} {r['formulation']}: {r['median_s']:.3f} s per step")
+        print(f"hidden {r['hidden']}: {r['median_s']:.3f} s per step")
 
 
 if __name__ == "__main__":

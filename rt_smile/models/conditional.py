@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Recurrent state (h, c), each (layers, B, hidden).
@@ -61,29 +60,10 @@ class LSTMStack(nn.Module):
 
     def forward(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
         """x (B, input_dim), state (h, c) each (layers, B, hidden) → (top h (B, hidden), state)."""
-        first = self.gates[0]
-        assert isinstance(first, nn.Linear)
-        return self._cells(first(torch.cat([x, state[0][0]], dim=-1)), state)
-
-    def recurrent_weight(self) -> Tensor:
-        """The first layer's weight on its own previous h (4·hidden, hidden), for ``recur``."""
-        first = self.gates[0]
-        assert isinstance(first, nn.Linear)
-        return first.weight[:, -self.hidden :]
-
-    def recur(self, input_gates: Tensor, state: LSTMState, w_h: Tensor) -> tuple[Tensor, LSTMState]:
-        """``forward`` given the first layer's input part of its gates, input_gates (B, 4·hidden)
-        (its weight on x applied to x, plus its bias), and ``recurrent_weight()`` ``w_h``: the
-        same step, for a caller that computes the input part more cheaply (once per sequence, or
-        once for rows that share it)."""
-        return self._cells(input_gates + F.linear(state[0][0], w_h), state)
-
-    def _cells(self, first_gates: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        """The first layer's gates (B, 4·hidden) → every layer's step."""
         h, c = state
-        x, c_0 = _lstm_cell(first_gates, c[0])
-        hs, cs = [x], [c_0]
-        for i, lin in enumerate(self.gates[1:], start=1):
+        hs: list[Tensor] = []
+        cs: list[Tensor] = []
+        for i, lin in enumerate(self.gates):
             x, c_i = _lstm_cell(lin(torch.cat([x, h[i]], dim=-1)), c[i])
             hs.append(x)
             cs.append(c_i)

@@ -7,10 +7,7 @@ returns (nearly) its input, and the modes differ deterministically (through m_k)
 The VAE decoder turns the outputs into landmarks: ``vae.decode(z_modes.flatten(0, 1))``.
 
 Like the conditional LSTM, ``step(z_t, state) -> (z_modes, state)`` is the only recurrence and
-``unroll`` loops it. Both run ``_step``, which takes the LSTM's first-layer gates apart: z_t's
-part is computed at B rows (it is the same for the K modes of a row), and the part from the held
-constants (z0, the mode embedding, noise and style) once per sequence in ``unroll`` (once per
-call in ``step``, where it costs a few rows). Training needs about a fifth fewer multiply-adds.
+``unroll`` loops it.
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rt_smile.models.conditional import LSTMStack, StateInit, residual_head
@@ -26,9 +22,6 @@ from rt_smile.models.conditional import LSTMStack, StateInit, residual_head
 #: Recurrent state (h, c, z0_modes): h, c (layers, B·K, hidden); z0_modes (B·K, z + noise_dim),
 #: the per-mode constants: the neutral code repeated per mode, then the mode's own noise.
 MultiModeState = tuple[Tensor, Tensor, Tensor]
-#: The first LSTM layer's weights as ``step`` uses them: on z_t (4H, z), on the held constants
-#: (4H, z + mode_dim + noise_dim + style_dim), on h (4H, hidden).
-StepWeights = tuple[Tensor, Tensor, Tensor]
 
 
 @dataclass(frozen=True)
@@ -175,47 +168,21 @@ class MultiModeGenerator(nn.Module):
 
     def step(self, z_t: Tensor, state: MultiModeState) -> tuple[Tensor, MultiModeState]:
         """z_t (B, z), state (h, c, z0_modes) → (z_modes (B, K, z), state)."""
-        weights = self._step_weights()
-        return self._step(z_t, state, weights, self._constant_gates(state[2], weights))
-
-    def _step_weights(self) -> StepWeights:
-        """The LSTM's first-layer weight split for ``_step``: (on z_t, on the held constants and
-        mode embedding, on h). The input per step is [z_t, z_t − z0, m_k, noise_k], so z_t's
-        weight is the sum of the first two blocks, and z0's is minus the second."""
-        first = self.lstm.gates[0]
-        assert isinstance(first, nn.Linear)
-        w, z = first.weight, self.config.z_dim
-        w_const = w[:, z : w.shape[1] - self.lstm.hidden]  # (4H, z + mode_dim + cond_dim)
-        return w[:, :z] + w[:, z : 2 * z], w_const, self.lstm.recurrent_weight()
-
-    def _constant_gates(self, consts: Tensor, weights: StepWeights) -> Tensor:
-        """The part of the first layer's gates that is constant over the steps (B·K, 4H): from
-        z0, the mode embedding, the mode's noise and style, and the bias."""
-        first = self.lstm.gates[0]
-        assert isinstance(first, nn.Linear)
-        z = self.config.z_dim
-        held = [-consts[:, :z], self._modes(consts.shape[0] // self.config.modes), consts[:, z:]]
-        return F.linear(torch.cat(held, dim=-1), weights[1], first.bias)
-
-    def _step(
-        self, z_t: Tensor, state: MultiModeState, weights: StepWeights, const_gates: Tensor
-    ) -> tuple[Tensor, MultiModeState]:
-        """``step`` with the weights and the constant gates computed once per sequence. z_t's
-        part of the gates is the same for the K modes of a row: it is computed at B rows."""
         h, c, consts = state
-        k = self.config.modes
-        z_gates = F.linear(z_t, weights[0]).repeat_interleave(k, dim=0)  # (B·K, 4H)
-        top, (h, c) = self.lstm.recur(z_gates + const_gates, (h, c), weights[2])  # (B·K, hidden)
-        z_modes = (self._per_mode(z_t) + self.head(top)).unflatten(0, (z_t.shape[0], k))  # (B, K, z)
+        ztk = self._per_mode(z_t)  # (B·K, z)
+        parts = [ztk, ztk - consts[:, : z_t.shape[1]], self._modes(z_t.shape[0])]  # z0k: first z
+        if self.config.noise_dim > 0:  # (no zero-width slice in the graph of a model without it)
+            parts.append(consts[:, z_t.shape[1] :])  # the mode's noise (B·K, d)
+        x = torch.cat(parts, dim=-1)  # (B·K, 2z + mode_dim + d)
+        top, (h, c) = self.lstm(x, (h, c))  # (B·K, hidden)
+        z_modes = (ztk + self.head(top)).unflatten(0, (z_t.shape[0], self.config.modes))  # (B, K, z)
         return z_modes, (h, c, consts)
 
     def unroll(self, z_seq: Tensor, z0: Tensor, noise: Tensor | None = None) -> Tensor:
         """z_seq (B, T, z) (z1 … zT), z0 (B, z), noise (B, K, noise_dim + style_dim) → (B, K, T, z)."""
         state = self.initial_state(z0, noise)
-        weights = self._step_weights()
-        const_gates = self._constant_gates(state[2], weights)
         out: list[Tensor] = []
         for t in range(z_seq.shape[1]):
-            z_modes, state = self._step(z_seq[:, t], state, weights, const_gates)
+            z_modes, state = self.step(z_seq[:, t], state)
             out.append(z_modes)
         return torch.stack(out, dim=2)

@@ -48,8 +48,8 @@ def test_unroll_is_a_loop_of_step(gen: MultiModeGenerator) -> None:
 
 @pytest.mark.parametrize("cond_dims", [(0, 0), (5, 3)], ids=["plain", "noise+style"])
 def test_step_is_the_lstm_on_its_documented_input(cond_dims: tuple[int, int]) -> None:
-    """The split gates (z_t once per row, the constants once per sequence) are the LSTM on the
-    concatenated input [z_t, z_t - z0, m_k, noise_k, style_k] of every mode."""
+    """Each step is the LSTM on the documented input of every mode, [z_t, z_t - z0, m_k, noise_k,
+    style_k] (a guard for any cheaper formulation of the step)."""
     torch.manual_seed(0)
     noise_dim, style_dim = cond_dims
     cfg = MultiModeConfig(modes=3, hidden=32, layers=2, noise_dim=noise_dim, style_dim=style_dim)

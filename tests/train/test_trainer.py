@@ -47,7 +47,7 @@ def test_the_lstm_width_reaches_both_recurrent_modules_and_the_weights(tmp_path:
     weights = Trainer(config, synth_data(config), tmp_path / "run").run(progress=False)
     model = load_cmmnet(weights)
     assert model.config.conditional.hidden == model.config.multimode.hidden == 24
-    assert model.multimode.lstm.recurrent_weight().shape == (96, 24)
+    assert model.multimode.lstm.hidden == model.conditional.lstm.hidden == 24
     assert model.conditional.init_state.proj.out_features == 2 * 24
 
 
