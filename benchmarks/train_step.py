@@ -41,8 +41,8 @@ def step_runner(hidden: int, out: Path) -> Callable[[], None]:
     command = json.loads(LOG.read_text())["info"]["command"]
     argv = shlex.split(command)[1:]
     argv[argv.index("--out") + 1] = str(out)
-    config = replace(_train_config(build_parser().parse_args(argv)), hidden=hidden, n_sequences=200)
-    config = replace(config, n_identities=50)
+    config = _train_config(build_parser().parse_args(argv))
+    config = replace(config, hidden=hidden, n_sequences=200, n_identities=50)
     trainer = Trainer(config, synth_data(config), out)
     trainer._vae_setup()
     codes = trainer._encode_sequences()
@@ -105,7 +105,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=3, help="steps per variant and round")
+    parser.add_argument("--steps", type=int, default=3, help="steps per width and round")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "train_step_cpu.json")
     args = parser.parse_args()
