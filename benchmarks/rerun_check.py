@@ -13,10 +13,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shlex
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info
 
 from rt_smile.cli import _train_config, build_parser
 from rt_smile.train.trainer import Trainer, synth_data
@@ -83,6 +88,7 @@ def main() -> None:
         "what": "the shipped run's command rerun with the current code, its Trainer stopped after 100 "
         "generator steps (benchmarks/rerun_check.py), against the shipped run's train_log.json",
         "command": command,
+        "machine": {**machine_info(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "entries": entries,
     }
     args.json.write_text(json.dumps(result, indent=1))

@@ -95,6 +95,17 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _unit_interval(text: str) -> float:
+    """A float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 up to (not including) 1, got {text!r}")
+    return value
+
+
 def _add_detection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "photo",
@@ -451,6 +462,14 @@ def _add_train_parser(sub: Any) -> None:
         help="the generator's learning rate over its steps: constant, or a half cosine down to "
         "5%% of it at the last step (default constant)",
     )
+    train.add_argument(
+        "--gen-average",
+        type=_unit_interval,
+        default=0.0,
+        metavar="DECAY",
+        help="save a moving average of the generator's weights over its steps, with this decay "
+        "per step (0.995: about the last 200 steps), instead of the last step's (default 0: off)",
+    )
     train.add_argument("--modes", type=_positive_int, default=4, help="K, the number of smile modes (4)")
     train.add_argument(
         "--hidden",
@@ -788,6 +807,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
             vae_steps=args.vae_steps,
             gen_steps=args.gen_steps,
             gen_lr_schedule=args.gen_lr_schedule,
+            gen_average=args.gen_average,
             modes=args.modes,
             hidden=args.hidden,
             relax=args.relax,

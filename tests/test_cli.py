@@ -467,3 +467,17 @@ def test_train_hidden_sets_the_lstm_width(tmp_path: Path, capsys: pytest.Capture
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "positive integer" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("bad", ["1", "-0.1", "x"])
+def test_train_gen_average_sets_the_decay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: str
+) -> None:
+    args = cli.build_parser().parse_args(["train", "--gen-average", "0.995", "--out", str(tmp_path / "run")])
+    assert cli._train_config(args).gen_average == 0.995
+    default = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "run")])
+    assert cli._train_config(default).gen_average == 0.0, "off by default"
+    assert cli.main(["train", "--gen-average", bad, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "from 0 up to (not including) 1" in err[0]
+    assert not (tmp_path / "run").exists()

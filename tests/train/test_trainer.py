@@ -258,3 +258,53 @@ def test_a_mode_style_is_measured_on_each_training_smile_and_drawn_with_the_prio
     torch.testing.assert_close(model.multimode.prior_style, prior, rtol=2e-3, atol=2e-3)
     with pytest.raises(ValueError, match="a mode style needs mode noise"):
         replace(config, mode_noise_dim=0)
+
+
+class _Recording(Trainer):
+    """Keeps the generator's live parameters after every generator step."""
+
+    def _after_step(self, bar: Any, parts: dict[str, float]) -> None:
+        if self.stage == "generator":
+            modules = [self.model.conditional, self.model.multimode, self.posterior]
+            self.seen = [
+                *getattr(self, "seen", []),
+                [p.detach().clone() for m in modules for p in m.parameters()],
+            ]  # type: ignore[union-attr]
+        super()._after_step(bar, parts)
+
+
+def test_a_weight_average_watches_the_run_and_is_what_it_saves(tmp_path: Path) -> None:
+    config = replace(
+        TINY, w_class=0.0, motion_face="template", mode_noise_dim=3, w_diversity=0.0, vae_decoder="linear"
+    )
+    plain = Trainer(config, synth_data(config), tmp_path / "plain")
+    plain.run(progress=False)
+    averaged = replace(config, gen_average=0.6)
+    run = _Recording(averaged, synth_data(config), tmp_path / "run")
+    assert run.average is not None and run.posterior is not None
+    expected = [s.clone() for s in run.average.shadow]  # the untrained parameters
+    weights = run.run(progress=False)
+    assert [{**r, "time": 0} for r in run.log] == [{**r, "time": 0} for r in plain.log], "same trajectory"
+    for live in run.seen:
+        expected = [0.6 * e + 0.4 * p for e, p in zip(expected, live, strict=True)]
+    saved = [
+        *run.model.conditional.parameters(),
+        *run.model.multimode.parameters(),
+        *run.posterior.parameters(),
+    ]
+    for got, want, last in zip(saved, expected, run.seen[-1], strict=True):
+        torch.testing.assert_close(got.detach(), want)
+        assert last.numel() < 8 or not torch.allclose(got, last), "the saved weights are not the last step's"
+    loaded = load_cmmnet(weights)
+    torch.testing.assert_close(
+        loaded.conditional.head.weight, run.model.conditional.head.weight, rtol=2e-3, atol=2e-3
+    )
+    with pytest.raises(_Stopped):  # interrupted after generator step 3, resumed: the same average
+        _StoppedAfterCheckpoint(averaged, synth_data(config), tmp_path / "broken").run(progress=False)
+    resumed = Trainer(averaged, synth_data(config), tmp_path / "broken")
+    assert resumed.try_resume() and resumed.step == 3
+    resumed.run(progress=False)
+    for name, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, run.model.state_dict()[name], msg=f"{name} differs")
+    with pytest.raises(ValueError, match="gen_average must lie in"):
+        replace(config, gen_average=1.0)
