@@ -263,13 +263,14 @@ def test_a_mode_style_is_measured_on_each_training_smile_and_drawn_with_the_prio
 class _Recording(Trainer):
     """Keeps the generator's live parameters after every generator step."""
 
+    seen: list[list[torch.Tensor]]
+
     def _after_step(self, bar: Any, parts: dict[str, float]) -> None:
         if self.stage == "generator":
+            assert self.posterior is not None
             modules = [self.model.conditional, self.model.multimode, self.posterior]
-            self.seen = [
-                *getattr(self, "seen", []),
-                [p.detach().clone() for m in modules for p in m.parameters()],
-            ]  # type: ignore[union-attr]
+            live = [p.detach().clone() for m in modules for p in m.parameters()]
+            self.seen = [*getattr(self, "seen", []), live]
         super()._after_step(bar, parts)
 
 
