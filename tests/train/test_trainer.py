@@ -121,6 +121,19 @@ class _StoppedAfterCheckpoint(Trainer):
             raise _Stopped
 
 
+def _assert_an_interrupted_run_resumes_to(whole: Trainer, folder: Path) -> None:
+    """A run of ``whole``'s configuration, stopped right after the checkpoint of generator
+    step 3 and resumed, ends at ``whole``'s model."""
+    config = whole.config
+    with pytest.raises(_Stopped):
+        _StoppedAfterCheckpoint(config, synth_data(config), folder).run(progress=False)
+    resumed = Trainer(config, synth_data(config), folder)
+    assert resumed.try_resume() and resumed.step == 3
+    resumed.run(progress=False)
+    for name, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, whole.model.state_dict()[name], msg=f"{name} differs")
+
+
 def test_a_cosine_schedule_runs_the_learning_rate_down_and_resumes_on_the_same_curve(tmp_path: Path) -> None:
     config = replace(TINY, w_class=0.0, gen_lr_schedule="cosine", gen_steps=8, checkpoint_every=3)
     rates = [generator_lr(config, step) for step in range(config.gen_steps)]
@@ -131,13 +144,7 @@ def test_a_cosine_schedule_runs_the_learning_rate_down_and_resumes_on_the_same_c
     whole.run(progress=False)
     assert whole.opt_gen.param_groups[0]["lr"] == pytest.approx(rates[-1])
 
-    with pytest.raises(_Stopped):  # stopped right after the checkpoint of generator step 3
-        _StoppedAfterCheckpoint(config, synth_data(config), tmp_path / "broken").run(progress=False)
-    resumed = Trainer(config, synth_data(config), tmp_path / "broken")
-    assert resumed.try_resume() and resumed.step == 3
-    resumed.run(progress=False)
-    for name, value in resumed.model.state_dict().items():
-        torch.testing.assert_close(value, whole.model.state_dict()[name], msg=f"{name} differs")
+    _assert_an_interrupted_run_resumes_to(whole, tmp_path / "broken")
     with pytest.raises(ValueError, match="gen_lr_schedule must be one of"):
         replace(config, gen_lr_schedule="linear")
 
@@ -300,12 +307,6 @@ def test_a_weight_average_watches_the_run_and_is_what_it_saves(tmp_path: Path) -
     torch.testing.assert_close(
         loaded.conditional.head.weight, run.model.conditional.head.weight, rtol=2e-3, atol=2e-3
     )
-    with pytest.raises(_Stopped):  # interrupted after generator step 3, resumed: the same average
-        _StoppedAfterCheckpoint(averaged, synth_data(config), tmp_path / "broken").run(progress=False)
-    resumed = Trainer(averaged, synth_data(config), tmp_path / "broken")
-    assert resumed.try_resume() and resumed.step == 3
-    resumed.run(progress=False)
-    for name, value in resumed.model.state_dict().items():
-        torch.testing.assert_close(value, run.model.state_dict()[name], msg=f"{name} differs")
+    _assert_an_interrupted_run_resumes_to(run, tmp_path / "broken")  # the same average
     with pytest.raises(ValueError, match="gen_average must lie in"):
         replace(config, gen_average=1.0)
