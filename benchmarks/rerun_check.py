@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import os
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -22,12 +21,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
+from _shipped import LOG, train_args
 
 from rt_smile.cli import _train_config, build_parser
 from rt_smile.train.trainer import Trainer, synth_data
 
-ROOT = Path(__file__).resolve().parent.parent
-LOG = ROOT / "benchmarks" / "results" / "training" / "train_log.json"
 #: (stage, step) of the log entries compared.
 CHECKS = (("vae", 3000), ("generator", 50), ("generator", 100))
 
@@ -49,9 +47,7 @@ class _StoppingTrainer(Trainer):
 
 def rerun_log(command: str, out: Path) -> list[dict[str, Any]]:
     """The log of ``command`` (an ``rt-smile train`` line) rerun into ``out`` until the stop."""
-    argv = shlex.split(command)[1:]
-    argv[argv.index("--out") + 1] = str(out)
-    config = _train_config(build_parser().parse_args(argv))
+    config = _train_config(build_parser().parse_args(train_args(command, out)))
     trainer = _StoppingTrainer(config, synth_data(config), out)
     with contextlib.suppress(_Stop):
         trainer.run(progress=True, resume=False)

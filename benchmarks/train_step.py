@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import tempfile
 import time
@@ -26,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
+from _shipped import LOG, train_args
 
 from rt_smile.cli import _train_config, build_parser
 from rt_smile.train.trainer import Trainer, synth_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LOG = RESULTS / "training" / "train_log.json"
 WIDTHS = (256, 192)
 
 
@@ -39,9 +38,7 @@ def step_runner(hidden: int, out: Path) -> Callable[[], None]:
     """One generator training step (loss, backward, clipping, optimiser) of the shipped command's
     configuration at width ``hidden``."""
     command = json.loads(LOG.read_text())["info"]["command"]
-    argv = shlex.split(command)[1:]
-    argv[argv.index("--out") + 1] = str(out)
-    config = _train_config(build_parser().parse_args(argv))
+    config = _train_config(build_parser().parse_args(train_args(command, out)))
     config = replace(config, hidden=hidden, n_sequences=200, n_identities=50)
     trainer = Trainer(config, synth_data(config), out)
     trainer._vae_setup()

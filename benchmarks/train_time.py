@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import resource
-import shlex
 import shutil
 import subprocess
 import sys
@@ -31,23 +30,21 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
+from _shipped import LOG, train_args
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-SHIPPED_LOG = RESULTS / "training" / "train_log.json"
 SHIPPED_WEIGHTS = ROOT / "rt_smile" / "weights" / "cmmnet_synthsmile.safetensors"
 TARGET_S = 30 * 60
 
 
 def run_command(command: str, out: Path, threads: int) -> dict[str, float]:
     """Run ``command`` (an ``rt-smile train`` line) into ``out``; wall and CPU seconds, peak RSS."""
-    argv = shlex.split(command)
-    argv[argv.index("--out") + 1] = str(out)
     exe = shutil.which("rt-smile") or str(Path(sys.executable).parent / "rt-smile")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run([exe, *argv[1:]], env=env, check=True)
+    subprocess.run([exe, *train_args(command, out)], env=env, check=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -132,7 +129,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the run's output folder here")
     parser.add_argument("--json", type=Path, default=RESULTS / "train_time_cpu.json")
     args = parser.parse_args()
-    shipped = json.loads(SHIPPED_LOG.read_text())
+    shipped = json.loads(LOG.read_text())
     command = shipped["info"]["command"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
