@@ -62,6 +62,9 @@ class TranslatorConfig:
     mouth_edge_px: float = 1.0
     #: Height of the visible teeth band, as a fraction of the inter-ocular distance.
     teeth_height_iod: float = 0.11
+    #: Height of the lower teeth shown once the mouth opens well beyond the upper teeth, as a
+    #: fraction of the upper teeth band.
+    lower_teeth_share: float = 0.6
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ Per frame (``Translator.forward``, torch, fixed shapes, batchable, ONNX/TensorRT
   2. backward map x_src = x − d(x_src) by fixed-point iterations on the coarse grid, upsampled,
      then one full-resolution iteration whose residual marks the torn (newly opened) area;
   3. ``grid_sample`` (4-D, bilinear) of the source crop;
-  4. mouth interior: inside the target inner-lip contour, where the warp tore, a shaded cavity
-     with a teeth band coloured from the photo, soft-blended.
+  4. mouth interior: inside the target inner-lip contour, where the warp tore, the photo's own
+     visible teeth carried with the upper lip at their size (one more ``grid_sample`` of the
+     mouth pixels), then drawn teeth coloured from the photo and a shaded cavity, soft-blended.
 """
 
 from __future__ import annotations
@@ -217,12 +218,15 @@ def prepare_face(
 
 
 def _piecewise(s: Tensor, knots_s: Tensor, knots_v: Tensor) -> Tensor:
-    """Piecewise-linear interpolation: s (B, P), knots (B, K) sorted by s → (B, P)."""
+    """Piecewise-linear interpolation: s (B, P), knots_s (B, K) sorted, knots_v (B, K) or
+    (B, K, C) → (B, P) or (B, P, C)."""
+    v = knots_v if knots_v.dim() == 3 else knots_v[..., None]
     ds = (knots_s[:, 1:] - knots_s[:, :-1]).clamp_min(1e-4)  # (B, K-1)
-    slope = (knots_v[:, 1:] - knots_v[:, :-1]) / ds
+    slope = (v[:, 1:] - v[:, :-1]) / ds[..., None]  # (B, K-1, C)
     ramp = (s[:, :, None] - knots_s[:, None, :-1]).clamp(min=0.0)
-    ramp = torch.minimum(ramp, ds[:, None, :])
-    return knots_v[:, :1] + (ramp * slope[:, None, :]).sum(-1)
+    ramp = torch.minimum(ramp, ds[:, None, :])  # (B, P, K-1)
+    out = v[:, :1] + torch.matmul(ramp, slope)
+    return out if knots_v.dim() == 3 else out[..., 0]
 
 
 class _CurveFrame:
@@ -378,30 +382,83 @@ class Translator(nn.Module):
             px, py, det = self._newton_step(field, px, py, tx, ty, max_step=8.0 / s)
         return grid, torch.stack([px, py], -1), det[:, 0]
 
-    def mouth_layer(self, pix: Tensor, target: Tensor, palette: Tensor) -> tuple[Tensor, Tensor]:
+    def mouth_layer(
+        self, pix: Tensor, target: Tensor, neutral: Tensor, src: Tensor, palette: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Mouth interior RGB (B, 3, P) and the target inner-lip mask (B, P) at pixels (B, P, 2);
-        palette (B, 5, 3)."""
+        target and neutral (B, N, 2), src the per-frame source crops (B, 3, S, S), palette
+        (B, 5, 3). The photo's own teeth (what showed between its lips) hang from the upper lip
+        at their size; below them, drawn teeth and a shaded cavity."""
         up = target[:, self.lips_idx[0]]
         lo = target[:, self.lips_idx[1]]
         frame = _CurveFrame(up[:, 0], up[:, -1])
         s, t = frame.coords(pix)
-        t_up, t_lo = frame.curve(s, up), frame.curve(s, lo)
+        up_s, up_t = frame.coords(up)
+        knots = _running_max(up_s)
+        t_up = _piecewise(s, knots, up_t)
+        t_lo = frame.curve(s, lo)
         inside = _band(t, t_up, t_lo, self.edge) * ((s > 0) & (s < 1)).float()
         iod = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1, keepdim=True)
-        gap = (t_lo - t_up).clamp_min(1e-3)
-        depth = ((t - t_up) / gap).clamp(0.0, 1.0)
         lateral = (1.0 - (2.0 * s - 1.0).clamp(-1, 1) ** 2).clamp_min(0.0)
         teeth_h = self.config.teeth_height_iod * iod * (0.55 + 0.45 * lateral)
-        upper_teeth = torch.sigmoid((t_up + teeth_h - t) / self.edge)
-        lower_teeth = 0.5 * torch.sigmoid((t - (t_lo - 0.4 * teeth_h)) / self.edge)
-        lower_teeth = lower_teeth * (gap > teeth_h * 1.6).float()
+        photo, photo_a, photo_h = self._photo_teeth(pix, s, t, t_up, knots, neutral, target, src, teeth_h)
+        # drawn upper teeth continue the photo's only where it showed little of them
+        drawn_h = torch.maximum(photo_h, teeth_h - 2.0 * photo_h)
+        rgb = self._drawn_interior(t, t_up, t_lo, lateral, teeth_h, drawn_h, palette)
+        return rgb + photo_a[:, None] * (photo - rgb), inside
+
+    def _drawn_interior(
+        self,
+        t: Tensor,
+        t_up: Tensor,
+        t_lo: Tensor,
+        lateral: Tensor,
+        teeth_h: Tensor,
+        upper_h: Tensor,
+        palette: Tensor,
+    ) -> Tensor:
+        """Drawn mouth interior (B, 3, P): upper teeth ``upper_h`` px tall under the upper lip,
+        lower teeth along the lower lip once the mouth is open well beyond the teeth (a little
+        darker: the upper lip shades them), and a cavity darkest at mid-depth in the middle."""
+        gap = (t_lo - t_up).clamp_min(1e-3)
+        depth = ((t - t_up) / gap).clamp(0.0, 1.0)
+        upper_teeth = torch.sigmoid((t_up + upper_h - t) / self.edge)
+        low_h = self.config.lower_teeth_share * teeth_h
+        opened = ((gap - 1.6 * teeth_h) / (0.4 * teeth_h)).clamp(0.0, 1.0)
+        lower_teeth = torch.sigmoid((t - (t_lo - low_h)) / self.edge) * opened
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
-        tooth_shade = 0.55 + 0.45 * lateral.sqrt()
-        rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None] + ((1 - teeth_a) * cavity_shade)[
-            :, None
-        ] * palette[:, 1, :, None]
-        return rgb, inside
+        tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * torch.where(t > 0.5 * (t_up + t_lo), 0.85, 1.0)
+        teeth_rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None]
+        return teeth_rgb + ((1 - teeth_a) * cavity_shade)[:, None] * palette[:, 1, :, None]
+
+    def _photo_teeth(
+        self,
+        pix: Tensor,
+        s: Tensor,
+        t: Tensor,
+        t_up: Tensor,
+        knots: Tensor,
+        neutral: Tensor,
+        target: Tensor,
+        src: Tensor,
+        teeth_h: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The photo's visible teeth, carried with the upper lip at their size: each pixel
+        samples the photo where it was before the upper inner lip above it moved. Returns their
+        RGB (B, 3, P), alpha (B, P) and height in pixels (B, P): what showed between the photo's
+        inner lips at that point along the mouth, at most ``teeth_h``, short of the dark line
+        above the photo's lower lip; zero for a photo with closed lips. ``knots``: s of the
+        target upper inner-lip points (B, K)."""
+        up_n, lo_n = neutral[:, self.lips_idx[0]], neutral[:, self.lips_idx[1]]
+        photo_gap = ((lo_n - up_n) * _CurveFrame(up_n[:, 0], up_n[:, -1]).normal[:, None]).sum(-1)
+        moved = target[:, self.lips_idx[0]] - up_n
+        along = _piecewise(s, knots, torch.cat([moved, photo_gap[..., None]], -1))  # (B, P, 3)
+        height = torch.minimum(along[..., 2] - 2.0 * self.edge, teeth_h).clamp_min(0.0)
+        alpha = _band(t, t_up, t_up + height, self.edge) * (height / (2.0 * self.edge)).clamp(0.0, 1.0)
+        q = self._to_norm(pix - along[..., :2])[:, None]
+        rgb = F.grid_sample(src, q, mode="bilinear", padding_mode="border", align_corners=False)
+        return rgb[:, :, 0], alpha, height
 
     def lid_layer(
         self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
@@ -487,7 +544,7 @@ class Translator(nn.Module):
         eyes = eyes + lid_alpha[:, None] * (lid - eyes)
         for roi, values in zip(self.eye_rois, eyes.chunk(2, dim=2), strict=True):
             frames = self._write(frames, values, roi)
-        mouth, inside = self.mouth_layer(pix[:, e:], target, palette)
+        mouth, inside = self.mouth_layer(pix[:, e:], target, neutral, src, palette)
         alpha = inside[:, None] * self._torn(stretch[:, e:])
         lips = warped[..., e:]
         return self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)

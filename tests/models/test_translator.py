@@ -136,3 +136,20 @@ def test_flow_basis_reproduces_landmark_displacements(sample_crop: FaceCrop) -> 
 def test_translator_rejects_non_square_crop() -> None:
     with pytest.raises(ValueError, match="square"):
         prepare_face(np.zeros((100, 120, 3), np.uint8), np.zeros((468, 2)))
+
+
+def test_open_mouth_keeps_the_photos_teeth_at_their_size(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    """The sample smiles with its upper teeth showing: opening the mouth carries those teeth with
+    the upper lip, unstretched, instead of painting a flat band over them."""
+    neutral = sample_crop.landmarks[:468]
+    target = apply_expression(sample_crop.landmarks, {"AU25": 1.0, "AU26": 0.8})[:468]
+    frame = _render(Translator(256), prior, target[None])[0].astype(np.float64)
+    shown = float(neutral[14, 1] - neutral[13, 1])  # the photo's teeth, between its inner lips
+    assert shown > 6.0, "the sample should show its teeth"
+    dx, dy = np.round(target[13] - neutral[13]).astype(int)
+    x, y = round(float(neutral[13, 0])), round(float(neutral[13, 1]))
+    rows, cols = slice(y + 2, y + int(shown) - 2), slice(x - 10, x + 11)
+    teeth = sample_crop.image[rows, cols].astype(np.float64)
+    moved = frame[rows.start + dy : rows.stop + dy, cols.start + dx : cols.stop + dx]
+    assert np.abs(moved - teeth).mean() < 8.0, "the photo's teeth should hang from the upper lip"
+    assert moved.std() > 0.75 * teeth.std(), "their texture (gaps between teeth) should be kept"
