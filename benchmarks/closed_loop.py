@@ -4,8 +4,10 @@
 
 Renders neutral, closed smile, open smile and blink; re-detects each render with MediaPipe and
 records the errors (IOD units) to benchmarks/results/closed_loop.json. Writes
-docs/contact_sheet.png for the bundled sample face only. Where ../shared/data/faces exists (photos
-of another identity, not part of the project), their metrics are recorded too, never their renders.
+docs/contact_sheet.png for the bundled sample face only. The metrics of two other identities are
+recorded too, never their renders: matplotlib's sample portrait of Grace Hopper (installed with
+matplotlib; a neutral face with closed lips and spectacles) and, where ../shared/data/faces exists
+(photos not part of the project), those.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import matplotlib
 import numpy as np
 from numpy.typing import NDArray
 
@@ -93,6 +96,11 @@ def main() -> None:
         report.append(entry)
         if size == 512:
             contact_sheet(results, ROOT / "docs" / "contact_sheet.png")
+    other = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    for size in (256, 512):
+        report.append(
+            evaluate("matplotlib grace_hopper.jpg (metrics only)", load_image(other), detector, size)[0]
+        )
     if SHARED.is_dir():
         for f in sorted(SHARED.glob("obama*")):
             for size in (256, 512):

@@ -25,10 +25,11 @@ def translator_table(data: dict[str, Any]) -> str:
 def closed_loop_table(data: dict[str, Any]) -> str:
     names = ["neutral", "closed smile", "open smile", "blink"]
     rows = [
-        "| photo | size | " + " | ".join(names) + " | blink: moved-point error ratio "
-        "| AU12 0.9: lip corners move | AU45 1: lid gaps (horizontal part) "
+        "| photo | size | neutral | "
+        + " | ".join(f"{n}: error / moved-point ratio" for n in names[1:])
+        + " | AU12 0.9: lip corners move | AU45 1: lid gaps (horizontal part) "
         "| AU25 0.7 + AU26 0.4: lips open by |",
-        "|---" * (len(names) + 6) + "|",
+        "|---" * (len(names) + 5) + "|",
     ]
     for e in data["results"]:
         err = {x["expression"]: x["mean_error_iod"] for x in e["expressions"]}
@@ -36,9 +37,9 @@ def closed_loop_table(data: dict[str, Any]) -> str:
         c = e["checks"]
         lids, flat = c["eyelid_gap_ratio_AU45_1"], c["eyelid_gap_horizontal_part_AU45_1"]
         rows.append(
-            f"| {e['photo']} | {e['size']} | "
-            + " | ".join(f"{err[n]:.3f}" for n in names)
-            + f" | {moved['blink']:.2f} | {c['lip_corner_shift_iod_AU12_0.9']:.3f}"
+            f"| {e['photo']} | {e['size']} | {err['neutral']:.3f} | "
+            + " | ".join(f"{err[n]:.3f} / {moved[n]:.2f}" for n in names[1:])
+            + f" | {c['lip_corner_shift_iod_AU12_0.9']:.3f}"
             f" | {lids[0]:.2f} / {lids[1]:.2f} ({flat[0]:.2f} / {flat[1]:.2f})"
             f" | {c['inner_lip_opening_iod_AU25_0.7_AU26_0.4']:.3f} |"
         )

@@ -64,7 +64,7 @@ class TranslatorConfig:
     teeth_height_iod: float = 0.11
     #: Height of the lower teeth shown once the mouth opens well beyond the upper teeth, as a
     #: fraction of the upper teeth band.
-    lower_teeth_share: float = 0.6
+    lower_teeth_share: float = 0.4
 
 
 @dataclass(frozen=True)

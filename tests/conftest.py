@@ -43,6 +43,21 @@ def sample_file() -> Path:
     return sample_path()
 
 
+def other_face_path() -> Path:
+    """A photo of another identity that every install has: matplotlib's sample portrait of
+    Grace Hopper (US Navy, public domain). Neutral, lips closed, spectacles. Used for checks only;
+    the project publishes no renders of it."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+
+
+@pytest.fixture(scope="session")
+def other_face() -> NDArray[np.uint8]:
+    """``other_face_path`` loaded as RGB."""
+    return load_image(other_face_path())
+
+
 @pytest.fixture(scope="session")
 def photo() -> NDArray[np.uint8]:
     """The bundled sample photo, 512×512 RGB."""

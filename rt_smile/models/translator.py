@@ -178,22 +178,38 @@ def _lid_colors(
     return np.stack([*rows, lash_c])
 
 
-def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Colours taken from the photo: teeth from the brightest pixels of the open mouth or the eye
-    whites; cavity from the lips, darkened; upper-lid skin and lash line from around the eyes."""
-    hw = (int(image.shape[0]), int(image.shape[1]))
-    rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
-    inner = _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
-    bright = _polygon_mask(hw, inner)
+#: Colour of teeth when the photo shows neither teeth nor clear eye whites.
+ENAMEL = np.array([0.93, 0.9, 0.84])
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def _teeth_color(
+    rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Teeth from the photo's whitish pixels (low saturation, not dark) in its mouth opening and
+    eye openings, the brighter half of them, pulled towards enamel white the fewer there are: a
+    photo with closed lips and shaded or spectacled eyes gets enamel, not lip or skin colour."""
+    bright = _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER))
     for up, lo in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
         bright |= _polygon_mask(hw, _eye_polygon(lm, up, lo))
     cand = rgb[bright.ravel()]
-    if len(cand) < 8:
-        cand = rgb
-    lum = cand @ np.array([0.299, 0.587, 0.114])
-    teeth = cand[lum >= np.quantile(lum, 0.85)].mean(0)
-    teeth = 0.8 * teeth + 0.2 * np.array([0.93, 0.9, 0.84])  # towards enamel white
-    teeth = np.clip(teeth * 0.95 / max(teeth.max(), 1e-3), 0.0, 1.0)
+    top = cand.max(1) if len(cand) else np.zeros(0)
+    saturation = (top - cand.min(1)) / np.maximum(top, 1e-3) if len(cand) else top
+    whitish = cand[(saturation <= 0.3) & (cand @ _LUMA >= 0.35)] if len(cand) else cand
+    trust = min(1.0, len(whitish) / 50.0) if len(whitish) >= 8 else 0.0
+    seen = whitish[whitish @ _LUMA >= np.median(whitish @ _LUMA)].mean(0) if trust > 0 else ENAMEL
+    teeth = trust * (0.8 * seen + 0.2 * ENAMEL) + (1.0 - trust) * ENAMEL
+    return np.clip(teeth * 0.95 / max(float(teeth.max()), 1e-3), 0.0, 1.0)
+
+
+def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Colours taken from the photo: teeth from its whitish pixels in the mouth and eye openings
+    (``_teeth_color``); cavity from the lips, darkened; upper-lid skin and lash line from around
+    the eyes."""
+    hw = (int(image.shape[0]), int(image.shape[1]))
+    rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
+    teeth = _teeth_color(rgb, hw, lm)
+    inner = _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
     outer = _eye_polygon(lm, topo.LIPS_OUTER_UPPER, topo.LIPS_OUTER_LOWER)
     lips = _polygon_mask(hw, outer) & ~_polygon_mask(hw, inner)
     lip = rgb[lips.ravel()].mean(0) if lips.sum() > 8 else np.array([0.6, 0.3, 0.3])
@@ -283,6 +299,29 @@ def _per_frame(t: Tensor, frames: int) -> Tensor:
 def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
     """Soft indicator of top < t < bottom."""
     return torch.sigmoid((t - top) / edge) * torch.sigmoid((bottom - t) / edge)
+
+
+@dataclass(frozen=True)
+class _Lips:
+    """Mouth pixels along (s, 0 to 1 corner to corner) and across the mouth (t, pixels), both
+    (B, P); the target inner lips above and below each (top, bottom); the mouth's width (B, 1)."""
+
+    s: Tensor
+    t: Tensor
+    top: Tensor
+    bottom: Tensor
+    width: Tensor
+
+
+def _tooth_gaps(lips: _Lips, incisor: Tensor) -> Tensor:
+    """Thin lines (B, P, 0 to 1) between drawn teeth: one at the middle of the mouth, then one
+    every tooth width, the widths (``incisor`` px at the middle) narrowing towards the corners
+    as the dental arch turns away."""
+    half = 0.5 * lips.width
+    x = ((lips.s - 0.5) * lips.width).abs()
+    r = (x / half).clamp(max=1.0)
+    u = x / incisor * (1.0 + 0.8 * r * r)  # teeth counted from the middle
+    return torch.cos(np.pi * u) ** 24
 
 
 class Translator(nn.Module):
@@ -384,11 +423,12 @@ class Translator(nn.Module):
 
     def mouth_layer(
         self, pix: Tensor, target: Tensor, neutral: Tensor, src: Tensor, palette: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Mouth interior RGB (B, 3, P) and the target inner-lip mask (B, P) at pixels (B, P, 2);
-        target and neutral (B, N, 2), src the per-frame source crops (B, 3, S, S), palette
-        (B, 5, 3). The photo's own teeth (what showed between its lips) hang from the upper lip
-        at their size; below them, drawn teeth and a shaded cavity."""
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Mouth interior RGB (B, 3, P), the target inner-lip mask (B, P) and where the lips
+        part wider than in the photo (B, P, 0 to 1), at the mouth pixels (B, P, 2). target and
+        neutral (B, N, 2), src the per-frame source crops (B, 3, S, S), palette (B, 5, 3). What
+        showed between the photo's lips moves with them at its size (``_photo_interior``); in
+        between, drawn teeth and a shaded cavity."""
         up = target[:, self.lips_idx[0]]
         lo = target[:, self.lips_idx[1]]
         frame = _CurveFrame(up[:, 0], up[:, -1])
@@ -401,25 +441,25 @@ class Translator(nn.Module):
         iod = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1, keepdim=True)
         lateral = (1.0 - (2.0 * s - 1.0).clamp(-1, 1) ** 2).clamp_min(0.0)
         teeth_h = self.config.teeth_height_iod * iod * (0.55 + 0.45 * lateral)
-        photo, photo_a, photo_h = self._photo_teeth(pix, s, t, t_up, knots, neutral, target, src, teeth_h)
+        lips = _Lips(s, t, t_up, t_lo, frame.length)
+        photo, photo_a, photo_up, photo_gap = self._photo_interior(
+            pix, knots, lips, neutral, target, src, teeth_h
+        )
         # drawn upper teeth continue the photo's only where it showed little of them
-        drawn_h = torch.maximum(photo_h, teeth_h - 2.0 * photo_h)
-        rgb = self._drawn_interior(t, t_up, t_lo, lateral, teeth_h, drawn_h, palette)
-        return rgb + photo_a[:, None] * (photo - rgb), inside
+        drawn_h = torch.maximum(photo_up, teeth_h - 2.0 * photo_up)
+        rgb = self._drawn_interior(lips, lateral, teeth_h, drawn_h, palette, iod)
+        # (a pixel's worth of slack: the two gaps are measured slightly differently)
+        wider = ((t_lo - t_up - photo_gap - self.edge) / (2.0 * self.edge)).clamp(0.0, 1.0)
+        return rgb + photo_a[:, None] * (photo - rgb), inside, wider
 
     def _drawn_interior(
-        self,
-        t: Tensor,
-        t_up: Tensor,
-        t_lo: Tensor,
-        lateral: Tensor,
-        teeth_h: Tensor,
-        upper_h: Tensor,
-        palette: Tensor,
+        self, lips: _Lips, lateral: Tensor, teeth_h: Tensor, upper_h: Tensor, palette: Tensor, iod: Tensor
     ) -> Tensor:
         """Drawn mouth interior (B, 3, P): upper teeth ``upper_h`` px tall under the upper lip,
         lower teeth along the lower lip once the mouth is open well beyond the teeth (a little
-        darker: the upper lip shades them), and a cavity darkest at mid-depth in the middle."""
+        darker: the upper lip shades them), thin dark gaps between the teeth, and a cavity
+        darkest at mid-depth in the middle."""
+        t, t_up, t_lo = lips.t, lips.top, lips.bottom
         gap = (t_lo - t_up).clamp_min(1e-3)
         depth = ((t - t_up) / gap).clamp(0.0, 1.0)
         upper_teeth = torch.sigmoid((t_up + upper_h - t) / self.edge)
@@ -428,37 +468,52 @@ class Translator(nn.Module):
         lower_teeth = torch.sigmoid((t - (t_lo - low_h)) / self.edge) * opened
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
-        tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * torch.where(t > 0.5 * (t_up + t_lo), 0.85, 1.0)
+        lower = t > 0.5 * (t_up + t_lo)
+        gaps = _tooth_gaps(lips, torch.where(lower, 0.065, 0.095) * iod)
+        gap_shade = 1.0 - torch.where(lower, 0.1, 0.2) * gaps
+        tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * torch.where(lower, 0.85, 1.0) * gap_shade
         teeth_rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None]
         return teeth_rgb + ((1 - teeth_a) * cavity_shade)[:, None] * palette[:, 1, :, None]
 
-    def _photo_teeth(
+    def _photo_interior(
         self,
         pix: Tensor,
-        s: Tensor,
-        t: Tensor,
-        t_up: Tensor,
         knots: Tensor,
+        lips: _Lips,
         neutral: Tensor,
         target: Tensor,
         src: Tensor,
         teeth_h: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """The photo's visible teeth, carried with the upper lip at their size: each pixel
-        samples the photo where it was before the upper inner lip above it moved. Returns their
-        RGB (B, 3, P), alpha (B, P) and height in pixels (B, P): what showed between the photo's
-        inner lips at that point along the mouth, at most ``teeth_h``, short of the dark line
-        above the photo's lower lip; zero for a photo with closed lips. ``knots``: s of the
-        target upper inner-lip points (B, K)."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What showed between the photo's inner lips, at its size: its top (at most
+        ``teeth_h``: the upper teeth) hangs from the upper lip, the rest (lower teeth, tongue)
+        rides on the lower lip; each pixel samples the photo where it was before its lip moved.
+        Returns RGB (B, 3, P), alpha (B, P), the height of the top part and the photo's whole
+        inner-lip gap there (B, P, pixels; zero for a photo with closed lips). ``knots``: s of
+        the target upper inner-lip points (B, K)."""
         up_n, lo_n = neutral[:, self.lips_idx[0]], neutral[:, self.lips_idx[1]]
         photo_gap = ((lo_n - up_n) * _CurveFrame(up_n[:, 0], up_n[:, -1]).normal[:, None]).sum(-1)
-        moved = target[:, self.lips_idx[0]] - up_n
-        along = _piecewise(s, knots, torch.cat([moved, photo_gap[..., None]], -1))  # (B, P, 3)
-        height = torch.minimum(along[..., 2] - 2.0 * self.edge, teeth_h).clamp_min(0.0)
-        alpha = _band(t, t_up, t_up + height, self.edge) * (height / (2.0 * self.edge)).clamp(0.0, 1.0)
-        q = self._to_norm(pix - along[..., :2])[:, None]
-        rgb = F.grid_sample(src, q, mode="bilinear", padding_mode="border", align_corners=False)
-        return rgb[:, :, 0], alpha, height
+        moved_up = target[:, self.lips_idx[0]] - up_n
+        moved_lo = target[:, self.lips_idx[1]] - lo_n
+        along = _piecewise(
+            lips.s, knots, torch.cat([moved_up, moved_lo, photo_gap[..., None]], -1)
+        )  # (B, P, 5)
+        gap = along[..., 4].clamp_min(0.0)
+        h_up = torch.minimum(gap, teeth_h)
+        h_lo = gap - h_up
+        e = self.edge
+        a_up = _band(lips.t, lips.top, lips.top + h_up, e) * (h_up / (2.0 * e)).clamp(0.0, 1.0)
+        a_lo = _band(lips.t, lips.bottom - h_lo, lips.bottom, e) * (h_lo / (2.0 * e)).clamp(0.0, 1.0)
+        upper = lips.t < 0.5 * (lips.top + h_up + lips.bottom - h_lo)
+        shift = torch.where(upper[..., None], along[..., 0:2], along[..., 2:4])
+        rgb = F.grid_sample(
+            src,
+            self._to_norm(pix - shift)[:, None],
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        )
+        return rgb[:, :, 0], (a_up + a_lo).clamp(0.0, 1.0), h_up, gap
 
     def lid_layer(
         self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
@@ -544,8 +599,8 @@ class Translator(nn.Module):
         eyes = eyes + lid_alpha[:, None] * (lid - eyes)
         for roi, values in zip(self.eye_rois, eyes.chunk(2, dim=2), strict=True):
             frames = self._write(frames, values, roi)
-        mouth, inside = self.mouth_layer(pix[:, e:], target, neutral, src, palette)
-        alpha = inside[:, None] * self._torn(stretch[:, e:])
+        mouth, inside, wider = self.mouth_layer(pix[:, e:], target, neutral, src, palette)
+        alpha = inside[:, None] * torch.maximum(self._torn(stretch[:, e:]), wider[:, None])
         lips = warped[..., e:]
         return self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)
 

@@ -60,6 +60,15 @@ def test_sample_face_other_view(detector: LandmarkDetector, sample_file: Path) -
     _check_blink(loop)
 
 
+@pytest.mark.parametrize("size", [256, 512])
+def test_a_neutral_face_of_another_identity_smiles(
+    detector: LandmarkDetector, other_face: NDArray[Any], size: int
+) -> None:
+    """Lips closed and spectacles on (matplotlib's portrait of Grace Hopper): every smile is
+    drawn, with no teeth of the photo's own to move."""
+    _check_smiles(ClosedLoop(other_face, detector, size=size))
+
+
 @pytest.mark.skipif(not FACES.is_dir(), reason=f"{FACES} (shared photos of another identity) absent")
 @pytest.mark.parametrize("name", ["obama2.jpg", "obama_rgba.png"])
 def test_another_identity_smiles(detector: LandmarkDetector, name: str) -> None:

@@ -153,3 +153,33 @@ def test_open_mouth_keeps_the_photos_teeth_at_their_size(sample_crop: FaceCrop, 
     moved = frame[rows.start + dy : rows.stop + dy, cols.start + dx : cols.stop + dx]
     assert np.abs(moved - teeth).mean() < 8.0, "the photo's teeth should hang from the upper lip"
     assert moved.std() > 0.75 * teeth.std(), "their texture (gaps between teeth) should be kept"
+
+
+@pytest.fixture(scope="module")
+def closed_lips(detector: LandmarkDetector, other_face: NDArray[np.uint8]) -> tuple[FaceCrop, FacePrior]:
+    """A neutral photo of another face whose lips are closed (no teeth to copy)."""
+    crop = crop_face(other_face, detect_face(other_face, DetectorConfig(), detector), CropConfig(size=256))
+    return crop, prepare_face(crop.image, crop.landmarks)
+
+
+def test_closed_lips_photo_gets_white_teeth(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
+    """No teeth and no clear eye whites in the photo (spectacles): the teeth colour is enamel,
+    not the pink of lips or skin."""
+    teeth = closed_lips[1].palette[0].numpy()
+    assert (teeth.max() - teeth.min()) / teeth.max() < 0.15, teeth
+
+
+def test_open_mouth_of_closed_lips_draws_separate_teeth(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
+    """Opening lips that were closed in the photo: the whole opening is drawn (no smeared lip
+    texture), with white upper teeth whose gaps darken the middle of the mouth, and a dark
+    cavity below them."""
+    crop, prior = closed_lips
+    target = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
+    frame = _render(Translator(256), prior, target[None])[0].astype(np.float64)
+    lum = frame @ np.array([0.299, 0.587, 0.114])
+    up, lo = target[13], target[14]
+    x, y = round(float(up[0])), round(float(up[1]))
+    column = lum[y + 1 : round(float(lo[1])) - 1, x - 6 : x + 7].min(1)
+    assert column.max() > 170 and column.min() < 70, column
+    teeth_row = lum[y + 3, x - 6 : x + 7]
+    assert teeth_row[6] < teeth_row[[0, 1, 11, 12]].mean() - 15, "no gap between the central incisors"
