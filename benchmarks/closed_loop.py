@@ -33,6 +33,7 @@ from rt_smile.train.fidelity import (
     REFERENCE_EXPRESSIONS,
     ClosedLoop,
     LoopResult,
+    chin_drop,
     eyelid_gap_ratios,
     eyelid_offset_floors,
     eyelid_sideways_offsets,
@@ -58,6 +59,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[LoopResult]]:
     loop = ClosedLoop(photo, detector, size=size)
     results = [loop.run(n, e) for n, e in REFERENCE_EXPRESSIONS.items()]
+    named = {r.name: r for r in results}
     ref = results[0]
     blink = loop.run("AU45", {"AU45": 1.0})
     checks = {
@@ -66,6 +68,12 @@ def evaluate(
         "eyelid_gap_horizontal_part_AU45_1": [round(r, 3) for r in eyelid_offset_floors(blink, ref)],
         "eyelid_gap_neutral_iod": [round(_gap(ref, p) / ref.iod, 4) for p in LIDS],
         "eyelid_sideways_offset_AU45_1_iod": [round(r, 4) for r in eyelid_sideways_offsets(blink)],
+        "chin_drop_iod_AU26_0.4_asked_found": [
+            round(v, 4) for v in chin_drop(loop.run("AU26", {"AU26": 0.4}), ref)
+        ],
+        "chin_drop_iod_closed_smile_asked_found": [
+            round(v, 4) for v in chin_drop(named["closed smile"], ref)
+        ],
         "inner_lip_opening_iod_AU25_0.7_AU26_0.4": round(
             inner_lip_opening(loop.run("AU25+26", {"AU25": 0.7, "AU26": 0.4}), ref), 4
         ),
@@ -73,7 +81,7 @@ def evaluate(
     return {
         "photo": name,
         "size": size,
-        "expressions": [r.summary() for r in results],
+        "expressions": [{**r.summary(), "regions": r.region_errors()} for r in results],
         "checks": checks,
     }, results
 

@@ -11,9 +11,10 @@ Per frame (``Translator.forward``, torch, fixed shapes, batchable, ONNX/TensorRT
   2. backward map x_src = x − d(x_src) by fixed-point iterations on the coarse grid, upsampled,
      then one full-resolution iteration whose residual marks the torn (newly opened) area;
   3. ``grid_sample`` (4-D, bilinear) of the source crop;
-  4. mouth interior: inside the target inner-lip contour, where the warp tore, the photo's own
-     visible teeth carried with the upper lip at their size (one more ``grid_sample`` of the
-     mouth pixels), then drawn teeth coloured from the photo and a shaded cavity, soft-blended.
+  4. mouth interior: inside the target inner-lip contour, where the lips part wider than in the
+     photo or the warp tore, what showed between the photo's lips carried with them at its size
+     (one more ``grid_sample`` of the mouth pixels), then drawn teeth coloured from the photo
+     and a shaded cavity, soft-blended.
 """
 
 from __future__ import annotations
@@ -145,8 +146,11 @@ def _band_pixels(
     return rgb[_polygon_mask(hw, band).ravel()]
 
 
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
 def _bright_half(px: NDArray[np.float64]) -> NDArray[np.float64]:
-    lum = px @ np.array([0.299, 0.587, 0.114])
+    lum = px @ _LUMA
     return px[lum >= np.median(lum)].mean(0)
 
 
@@ -179,26 +183,32 @@ def _lid_colors(
 
 
 #: Colour of teeth when the photo shows neither teeth nor clear eye whites.
-ENAMEL = np.array([0.93, 0.9, 0.84])
-_LUMA = np.array([0.299, 0.587, 0.114])
+_ENAMEL = np.array([0.93, 0.9, 0.84])
+_ENAMEL.setflags(write=False)
+#: Whitish pixels (in IOD²) from which the photo's own teeth colour is trusted fully; under a
+#: sixth of that, not at all.
+_WHITISH_AREA_IOD2 = 0.007
 
 
 def _teeth_color(
     rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Teeth from the photo's whitish pixels (low saturation, not dark) in its mouth opening and
-    eye openings, the brighter half of them, pulled towards enamel white the fewer there are: a
-    photo with closed lips and shaded or spectacled eyes gets enamel, not lip or skin colour."""
+    """Teeth from the photo's whitish pixels (saturation ≤ 0.3, not dark) in its mouth opening
+    and eye openings, the brighter half of them, pulled towards enamel white the fewer there are
+    (counted in IOD², so alike at 256² and 512²): a photo with closed lips and shaded or
+    spectacled eyes gets enamel, not lip or skin colour."""
     bright = _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER))
     for up, lo in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
         bright |= _polygon_mask(hw, _eye_polygon(lm, up, lo))
     cand = rgb[bright.ravel()]
-    top = cand.max(1) if len(cand) else np.zeros(0)
-    saturation = (top - cand.min(1)) / np.maximum(top, 1e-3) if len(cand) else top
-    whitish = cand[(saturation <= 0.3) & (cand @ _LUMA >= 0.35)] if len(cand) else cand
-    trust = min(1.0, len(whitish) / 50.0) if len(whitish) >= 8 else 0.0
-    seen = whitish[whitish @ _LUMA >= np.median(whitish @ _LUMA)].mean(0) if trust > 0 else ENAMEL
-    teeth = trust * (0.8 * seen + 0.2 * ENAMEL) + (1.0 - trust) * ENAMEL
+    top = cand.max(1)
+    saturation = (top - cand.min(1)) / np.maximum(top, 1e-3)
+    whitish = cand[(saturation <= 0.3) & (cand @ _LUMA >= 0.35)]
+    iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
+    full = _WHITISH_AREA_IOD2 * iod * iod
+    trust = float(np.clip((len(whitish) - full / 6.0) / (full * 5.0 / 6.0), 0.0, 1.0))
+    seen = _bright_half(whitish) if trust > 0 else _ENAMEL
+    teeth = trust * (0.8 * seen + 0.2 * _ENAMEL) + (1.0 - trust) * _ENAMEL
     return np.clip(teeth * 0.95 / max(float(teeth.max()), 1e-3), 0.0, 1.0)
 
 
@@ -301,16 +311,36 @@ def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
     return torch.sigmoid((t - top) / edge) * torch.sigmoid((bottom - t) / edge)
 
 
+#: Apparent width of a drawn upper and lower central incisor at the middle of the mouth, IOD.
+UPPER_INCISOR_IOD = 0.095
+LOWER_INCISOR_IOD = 0.065
+
+
 @dataclass(frozen=True)
 class _Lips:
-    """Mouth pixels along (s, 0 to 1 corner to corner) and across the mouth (t, pixels), both
-    (B, P); the target inner lips above and below each (top, bottom); the mouth's width (B, 1)."""
+    """The mouth pixels (B, P, 2) along the mouth (s, 0 to 1 corner to corner) and across it
+    (t, pixels), both (B, P); the target inner lips above and below each (top, bottom); the
+    mouth's width (B, 1); ``knots``, s of the target upper inner-lip points (B, K)."""
 
+    pix: Tensor
     s: Tensor
     t: Tensor
     top: Tensor
     bottom: Tensor
     width: Tensor
+    knots: Tensor
+
+
+@dataclass(frozen=True)
+class _PhotoInterior:
+    """What showed between the photo's inner lips, moved with them: RGB (B, 3, P), alpha (B, P),
+    the height of the part that hangs from the upper lip and the photo's whole inner-lip gap
+    there (B, P, pixels)."""
+
+    rgb: Tensor
+    alpha: Tensor
+    top_height: Tensor
+    gap: Tensor
 
 
 def _tooth_gaps(lips: _Lips, incisor: Tensor) -> Tensor:
@@ -430,35 +460,41 @@ class Translator(nn.Module):
         showed between the photo's lips moves with them at its size (``_photo_interior``); in
         between, drawn teeth and a shaded cavity."""
         up = target[:, self.lips_idx[0]]
-        lo = target[:, self.lips_idx[1]]
         frame = _CurveFrame(up[:, 0], up[:, -1])
         s, t = frame.coords(pix)
         up_s, up_t = frame.coords(up)
         knots = _running_max(up_s)
-        t_up = _piecewise(s, knots, up_t)
-        t_lo = frame.curve(s, lo)
-        inside = _band(t, t_up, t_lo, self.edge) * ((s > 0) & (s < 1)).float()
-        iod = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1, keepdim=True)
+        lips = _Lips(
+            pix,
+            s,
+            t,
+            _piecewise(s, knots, up_t),
+            frame.curve(s, target[:, self.lips_idx[1]]),
+            frame.length,
+            knots,
+        )
+        inside = _band(t, lips.top, lips.bottom, self.edge) * ((s > 0) & (s < 1)).float()
+        eyes = target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]
+        iod = eyes.norm(dim=-1, keepdim=True).clamp_min(1.0)
         lateral = (1.0 - (2.0 * s - 1.0).clamp(-1, 1) ** 2).clamp_min(0.0)
         teeth_h = self.config.teeth_height_iod * iod * (0.55 + 0.45 * lateral)
-        lips = _Lips(s, t, t_up, t_lo, frame.length)
-        photo, photo_a, photo_up, photo_gap = self._photo_interior(
-            pix, knots, lips, neutral, target, src, teeth_h
-        )
-        # drawn upper teeth continue the photo's only where it showed little of them
-        drawn_h = torch.maximum(photo_up, teeth_h - 2.0 * photo_up)
+        photo = self._photo_interior(lips, neutral, target, src, teeth_h)
+        # Drawn upper teeth of full height where the photo showed under 0.2 of a tooth; where it
+        # showed 0.4 of one or more, its own teeth are the whole teeth (no flat band below them).
+        own = ((photo.top_height / teeth_h - 0.2) / 0.2).clamp(0.0, 1.0)
+        drawn_h = own * photo.top_height + (1.0 - own) * teeth_h
         rgb = self._drawn_interior(lips, lateral, teeth_h, drawn_h, palette, iod)
         # (a pixel's worth of slack: the two gaps are measured slightly differently)
-        wider = ((t_lo - t_up - photo_gap - self.edge) / (2.0 * self.edge)).clamp(0.0, 1.0)
-        return rgb + photo_a[:, None] * (photo - rgb), inside, wider
+        wider = ((lips.bottom - lips.top - photo.gap - self.edge) / (2.0 * self.edge)).clamp(0.0, 1.0)
+        return rgb + photo.alpha[:, None] * (photo.rgb - rgb), inside, wider
 
     def _drawn_interior(
         self, lips: _Lips, lateral: Tensor, teeth_h: Tensor, upper_h: Tensor, palette: Tensor, iod: Tensor
     ) -> Tensor:
         """Drawn mouth interior (B, 3, P): upper teeth ``upper_h`` px tall under the upper lip,
         lower teeth along the lower lip once the mouth is open well beyond the teeth (a little
-        darker: the upper lip shades them), thin dark gaps between the teeth, and a cavity
-        darkest at mid-depth in the middle."""
+        darker: the upper lip shades them), thin gaps between the teeth, and a cavity darkest at
+        mid-depth in the middle."""
         t, t_up, t_lo = lips.t, lips.top, lips.bottom
         gap = (t_lo - t_up).clamp_min(1e-3)
         depth = ((t - t_up) / gap).clamp(0.0, 1.0)
@@ -469,35 +505,26 @@ class Translator(nn.Module):
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
         lower = t > 0.5 * (t_up + t_lo)
-        gaps = _tooth_gaps(lips, torch.where(lower, 0.065, 0.095) * iod)
+        gaps = _tooth_gaps(lips, torch.where(lower, LOWER_INCISOR_IOD, UPPER_INCISOR_IOD) * iod)
         gap_shade = 1.0 - torch.where(lower, 0.1, 0.2) * gaps
         tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * torch.where(lower, 0.85, 1.0) * gap_shade
         teeth_rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None]
         return teeth_rgb + ((1 - teeth_a) * cavity_shade)[:, None] * palette[:, 1, :, None]
 
     def _photo_interior(
-        self,
-        pix: Tensor,
-        knots: Tensor,
-        lips: _Lips,
-        neutral: Tensor,
-        target: Tensor,
-        src: Tensor,
-        teeth_h: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self, lips: _Lips, neutral: Tensor, target: Tensor, src: Tensor, teeth_h: Tensor
+    ) -> _PhotoInterior:
         """What showed between the photo's inner lips, at its size: its top (at most
-        ``teeth_h``: the upper teeth) hangs from the upper lip, the rest (lower teeth, tongue)
-        rides on the lower lip; each pixel samples the photo where it was before its lip moved.
-        Returns RGB (B, 3, P), alpha (B, P), the height of the top part and the photo's whole
-        inner-lip gap there (B, P, pixels; zero for a photo with closed lips). ``knots``: s of
-        the target upper inner-lip points (B, K)."""
+        ``teeth_h``, taken for the upper teeth) hangs from the upper lip, the rest (lower teeth,
+        tongue) rides on the lower lip; each pixel samples the photo where it was before its lip
+        moved. Zero height for a photo with closed lips. A photo whose lips part over a dark gap
+        without teeth has that darkness carried as its "teeth"."""
         up_n, lo_n = neutral[:, self.lips_idx[0]], neutral[:, self.lips_idx[1]]
         photo_gap = ((lo_n - up_n) * _CurveFrame(up_n[:, 0], up_n[:, -1]).normal[:, None]).sum(-1)
         moved_up = target[:, self.lips_idx[0]] - up_n
         moved_lo = target[:, self.lips_idx[1]] - lo_n
-        along = _piecewise(
-            lips.s, knots, torch.cat([moved_up, moved_lo, photo_gap[..., None]], -1)
-        )  # (B, P, 5)
+        values = torch.cat([moved_up, moved_lo, photo_gap[..., None]], -1)
+        along = _piecewise(lips.s, lips.knots, values)  # (B, P, 5)
         gap = along[..., 4].clamp_min(0.0)
         h_up = torch.minimum(gap, teeth_h)
         h_lo = gap - h_up
@@ -506,14 +533,9 @@ class Translator(nn.Module):
         a_lo = _band(lips.t, lips.bottom - h_lo, lips.bottom, e) * (h_lo / (2.0 * e)).clamp(0.0, 1.0)
         upper = lips.t < 0.5 * (lips.top + h_up + lips.bottom - h_lo)
         shift = torch.where(upper[..., None], along[..., 0:2], along[..., 2:4])
-        rgb = F.grid_sample(
-            src,
-            self._to_norm(pix - shift)[:, None],
-            mode="bilinear",
-            padding_mode="border",
-            align_corners=False,
-        )
-        return rgb[:, :, 0], (a_up + a_lo).clamp(0.0, 1.0), h_up, gap
+        grid = self._to_norm(lips.pix - shift)[:, None]
+        rgb = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return _PhotoInterior(rgb[:, :, 0], (a_up + a_lo).clamp(0.0, 1.0), h_up, gap)
 
     def lid_layer(
         self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -29,6 +30,25 @@ REFERENCE_EXPRESSIONS: dict[str, dict[str, float]] = {
 }
 #: Points an expression moves by at least this many IOD count as "moved".
 MOVED_IOD = 0.02
+#: Mesh regions whose re-detection errors are reported separately.
+REGIONS: dict[str, tuple[int, ...]] = {
+    "upper lip": topo.LIPS_OUTER_UPPER + topo.LIPS_INNER_UPPER,
+    "lower lip": topo.LIPS_OUTER_LOWER + topo.LIPS_INNER_LOWER,
+    "eyes": topo.EYES,
+    "nose": topo.NOSE,
+    "face contour": topo.FACE_OVAL,
+}
+
+
+class RegionError(TypedDict):
+    """Re-detection error of one mesh region, IOD: mean distance, mean offset (x, y; y down)."""
+
+    error_iod: float
+    offset_iod: list[float]
+
+
+#: The chin: the lowest points of the face contour.
+CHIN = (152, 148, 176, 149, 377, 400, 378)
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,18 @@ class LoopResult:
         err = np.linalg.norm(self.detected[m] - self.target[m], axis=1).mean()
         disp = np.linalg.norm(self.target[m] - self.neutral[m], axis=1).mean()
         return float(err / disp)
+
+    def region_errors(self) -> dict[str, RegionError]:
+        """Per region of ``REGIONS``: mean re-detection error and mean offset (x, y; y down) of
+        the re-detected points from their targets, IOD."""
+        out: dict[str, RegionError] = {}
+        for name, idx in REGIONS.items():
+            d = (self.detected[list(idx)] - self.target[list(idx)]) / self.iod
+            out[name] = {
+                "error_iod": round(float(np.linalg.norm(d, axis=1).mean()), 4),
+                "offset_iod": [round(float(v), 4) for v in d.mean(0)],
+            }
+        return out
 
     def summary(self) -> dict[str, float | int | str]:
         return {
@@ -137,6 +169,15 @@ def eyelid_offset_floors(result: LoopResult, reference: LoopResult) -> tuple[flo
         dx * result.iod / max(float(np.linalg.norm(reference.detected[a] - reference.detected[b])), 1e-6)
         for dx, (a, b) in zip(offsets, (topo.RIGHT_EYELID, topo.LEFT_EYELID), strict=True)
     )
+
+
+def chin_drop(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
+    """Downward motion of the chin (``CHIN``) asked for by the targets and found by re-detection
+    (against the re-detected reference render), IOD: (asked, re-detected)."""
+    idx = list(CHIN)
+    asked = (result.target[idx, 1] - result.neutral[idx, 1]).mean() / result.iod
+    found = (result.detected[idx, 1] - reference.detected[idx, 1]).mean() / result.iod
+    return float(asked), float(found)
 
 
 def inner_lip_opening(result: LoopResult, reference: LoopResult) -> float:

@@ -15,6 +15,7 @@ from rt_smile.io.images import load_image
 from rt_smile.train.fidelity import (
     REFERENCE_EXPRESSIONS,
     ClosedLoop,
+    chin_drop,
     eyelid_gap_ratios,
     inner_lip_opening,
     lip_corner_shift,
@@ -52,6 +53,19 @@ def test_sample_face(detector: LandmarkDetector, sample_file: Path, size: int) -
     loop = ClosedLoop(load_image(sample_file), detector, size=size)
     _check_smiles(loop)
     _check_blink(loop)
+
+
+def test_jaw_drop_moves_the_re_detected_chin(detector: LandmarkDetector, sample_file: Path) -> None:
+    """AU26 moves the chin, and MediaPipe sees it move on the sample; the per-region report
+    names the lower lip among the regions the expression moved."""
+    loop = ClosedLoop(load_image(sample_file), detector)
+    reference = loop.run("neutral", {})
+    jaw = loop.run("AU26", {"AU26": 0.4})
+    asked, found = chin_drop(jaw, reference)
+    assert asked > 0.05 and found > 0.6 * asked, (asked, found)
+    regions = jaw.region_errors()
+    assert set(regions) >= {"lower lip", "face contour"}
+    assert regions["lower lip"]["error_iod"] < 0.5 * asked
 
 
 def test_sample_face_other_view(detector: LandmarkDetector, sample_file: Path) -> None:

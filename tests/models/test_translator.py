@@ -163,8 +163,8 @@ def closed_lips(detector: LandmarkDetector, other_face: NDArray[np.uint8]) -> tu
 
 
 def test_closed_lips_photo_gets_white_teeth(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
-    """No teeth and no clear eye whites in the photo (spectacles): the teeth colour is enamel,
-    not the pink of lips or skin."""
+    """No teeth and no clear eye whites in the photo (spectacles): the teeth colour is near
+    white (the old palette took the brightest eye pixels: pink skin, saturation 0.42)."""
     teeth = closed_lips[1].palette[0].numpy()
     assert (teeth.max() - teeth.min()) / teeth.max() < 0.15, teeth
 
@@ -181,5 +181,6 @@ def test_open_mouth_of_closed_lips_draws_separate_teeth(closed_lips: tuple[FaceC
     x, y = round(float(up[0])), round(float(up[1]))
     column = lum[y + 1 : round(float(lo[1])) - 1, x - 6 : x + 7].min(1)
     assert column.max() > 170 and column.min() < 70, column
-    teeth_row = lum[y + 3, x - 6 : x + 7]
-    assert teeth_row[6] < teeth_row[[0, 1, 11, 12]].mean() - 15, "no gap between the central incisors"
+    middle = round(float(target[78, 0] + target[308, 0]) / 2)  # between the inner mouth corners
+    teeth_row = lum[y + 3, middle - 6 : middle + 7]
+    assert teeth_row[5:8].min() < teeth_row[[0, 1, 11, 12]].mean() - 15, "no gap between the central incisors"
