@@ -37,6 +37,7 @@ from rt_smile.train.fidelity import (
     eyelid_gap_ratios,
     eyelid_offset_floors,
     eyelid_sideways_offsets,
+    eyelid_vertical_parts,
     inner_lip_opening,
     lip_corner_shift,
 )
@@ -66,6 +67,7 @@ def evaluate(
         "lip_corner_shift_iod_AU12_0.9": round(lip_corner_shift(loop.run("AU12", {"AU12": 0.9}), ref), 4),
         "eyelid_gap_ratio_AU45_1": [round(r, 3) for r in eyelid_gap_ratios(blink, ref)],
         "eyelid_gap_horizontal_part_AU45_1": [round(r, 3) for r in eyelid_offset_floors(blink, ref)],
+        "eyelid_gap_vertical_part_AU45_1": [round(r, 3) for r in eyelid_vertical_parts(blink, ref)],
         "eyelid_gap_neutral_iod": [round(_gap(ref, p) / ref.iod, 4) for p in LIDS],
         "eyelid_sideways_offset_AU45_1_iod": [round(r, 4) for r in eyelid_sideways_offsets(blink)],
         "chin_drop_iod_AU26_0.4_asked_found": [

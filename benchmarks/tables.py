@@ -27,7 +27,7 @@ def closed_loop_table(data: dict[str, Any]) -> str:
     rows = [
         "| photo | size | neutral | "
         + " | ".join(f"{n}: error / moved-point ratio" for n in names[1:])
-        + " | AU12 0.9: lip corners move | AU45 1: lid gaps (horizontal part) "
+        + " | AU12 0.9: lip corners move | AU45 1: lid gaps (horizontal part; vertical part) "
         "| AU25 0.7 + AU26 0.4: lips open by |",
         "|---" * (len(names) + 5) + "|",
     ]
@@ -36,11 +36,12 @@ def closed_loop_table(data: dict[str, Any]) -> str:
         moved = {x["expression"]: x["moved_error_ratio"] for x in e["expressions"]}
         c = e["checks"]
         lids, flat = c["eyelid_gap_ratio_AU45_1"], c["eyelid_gap_horizontal_part_AU45_1"]
+        tall = c["eyelid_gap_vertical_part_AU45_1"]
         rows.append(
             f"| {e['photo']} | {e['size']} | {err['neutral']:.3f} | "
             + " | ".join(f"{err[n]:.3f} / {moved[n]:.2f}" for n in names[1:])
             + f" | {c['lip_corner_shift_iod_AU12_0.9']:.3f}"
-            f" | {lids[0]:.2f} / {lids[1]:.2f} ({flat[0]:.2f} / {flat[1]:.2f})"
+            f" | {lids[0]:.2f} / {lids[1]:.2f} ({flat[0]:.2f} / {flat[1]:.2f}; {tall[0]:.2f} / {tall[1]:.2f})"
             f" | {c['inner_lip_opening_iod_AU25_0.7_AU26_0.4']:.3f} |"
         )
     return "\n".join(rows)

@@ -171,6 +171,17 @@ def eyelid_offset_floors(result: LoopResult, reference: LoopResult) -> tuple[flo
     )
 
 
+def eyelid_vertical_parts(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
+    """The vertical part of each re-detected eyelid-gap ratio: |y(159) − y(145)| and
+    |y(386) − y(374)| of the render over the reference render's gap (the crop is upright). With
+    ``eyelid_offset_floors`` (the horizontal part) it makes up ``eyelid_gap_ratios``."""
+    return tuple(  # type: ignore[return-value]
+        abs(result.detected[a, 1] - result.detected[b, 1])
+        / max(float(np.linalg.norm(reference.detected[a] - reference.detected[b])), 1e-6)
+        for a, b in (topo.RIGHT_EYELID, topo.LEFT_EYELID)
+    )
+
+
 def chin_drop(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
     """Downward motion of the chin (``CHIN``) asked for by the targets and found by re-detection
     (against the re-detected reference render), IOD: (asked, re-detected)."""

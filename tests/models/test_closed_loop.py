@@ -17,6 +17,7 @@ from rt_smile.train.fidelity import (
     ClosedLoop,
     chin_drop,
     eyelid_gap_ratios,
+    eyelid_vertical_parts,
     inner_lip_opening,
     lip_corner_shift,
 )
@@ -81,6 +82,22 @@ def test_a_neutral_face_of_another_identity_smiles(
     """Lips closed and spectacles on (matplotlib's portrait of Grace Hopper): every smile is
     drawn, with no teeth of the photo's own to move."""
     _check_smiles(ClosedLoop(other_face, detector, size=size))
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_a_neutral_face_of_another_identity_closes_its_eyes(
+    detector: LandmarkDetector, other_face: NDArray[Any], size: int
+) -> None:
+    """The blink on Grace Hopper, as far as it holds there: MediaPipe finds the lids shut
+    vertically (at most 30 % of the open gap) and the closed lids where they were asked for.
+    The whole gap ratio is not asserted: MediaPipe keeps point 159 beside 145 on her right eye
+    (0.33 of the open gap; docs/translator.md, known gaps)."""
+    loop = ClosedLoop(other_face, detector, size=size)
+    reference = loop.run("neutral", {})
+    blink = loop.run("blink", REFERENCE_EXPRESSIONS["blink"])
+    assert blink.mean_error <= 0.03 and blink.moved_error_ratio <= 0.5, blink.summary()
+    right, left = eyelid_vertical_parts(blink, reference)
+    assert right <= 0.30 and left <= 0.30, (right, left)
 
 
 @pytest.mark.skipif(not FACES.is_dir(), reason=f"{FACES} (shared photos of another identity) absent")
