@@ -34,6 +34,7 @@ from rt_smile.train.fidelity import (
     ClosedLoop,
     LoopResult,
     chin_drop,
+    eyelid_gap,
     eyelid_gap_ratios,
     eyelid_offset_floors,
     eyelid_sideways_offsets,
@@ -50,11 +51,6 @@ SHARED = ROOT.parent / "shared" / "data" / "faces"
 LIDS = (topo.RIGHT_EYELID, topo.LEFT_EYELID)
 
 
-def _gap(result: LoopResult, pair: tuple[int, int]) -> float:
-    """Re-detected distance between the two points of ``pair``, pixels."""
-    return float(np.linalg.norm(result.detected[pair[0]] - result.detected[pair[1]]))
-
-
 def evaluate(
     name: str, photo: NDArray[Any], detector: LandmarkDetector, size: int
 ) -> tuple[dict[str, Any], list[LoopResult]]:
@@ -68,7 +64,7 @@ def evaluate(
         "eyelid_gap_ratio_AU45_1": [round(r, 3) for r in eyelid_gap_ratios(blink, ref)],
         "eyelid_gap_horizontal_part_AU45_1": [round(r, 3) for r in eyelid_offset_floors(blink, ref)],
         "eyelid_gap_vertical_part_AU45_1": [round(r, 3) for r in eyelid_vertical_parts(blink, ref)],
-        "eyelid_gap_neutral_iod": [round(_gap(ref, p) / ref.iod, 4) for p in LIDS],
+        "eyelid_gap_neutral_iod": [round(eyelid_gap(ref.detected, p) / ref.iod, 4) for p in LIDS],
         "eyelid_sideways_offset_AU45_1_iod": [round(r, 4) for r in eyelid_sideways_offsets(blink)],
         "chin_drop_iod_AU26_0.4_asked_found": [
             round(v, 4) for v in chin_drop(loop.run("AU26", {"AU26": 0.4}), ref)

@@ -44,12 +44,14 @@ def _driver() -> str | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU, cores, threads, GPU, driver, CUDA and library versions."""
+    """CPU, the vector instructions torch's CPU kernels use (``AVX512``, ``AVX2``, ...: results
+    and speeds differ between them), cores, threads, GPU, driver, CUDA and library versions."""
     import torch
 
     cuda = torch.cuda.is_available()
     return {
         "cpu": _cpu_name(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),

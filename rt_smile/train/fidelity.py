@@ -140,14 +140,15 @@ def lip_corner_shift(result: LoopResult, reference: LoopResult) -> float:
     return float(np.linalg.norm(result.detected[idx] - reference.detected[idx], axis=1).mean() / result.iod)
 
 
+def eyelid_gap(points: NDArray[np.float64], pair: tuple[int, int]) -> float:
+    """Distance between the two lid points of ``pair`` (e.g. 159-145), pixels; at least 1e-6."""
+    return max(float(np.linalg.norm(points[pair[0]] - points[pair[1]])), 1e-6)
+
+
 def eyelid_gap_ratios(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
     """Re-detected eyelid gaps (159-145, 386-374) as fractions of the reference render's."""
-
-    def gap(points: NDArray[np.float64], pair: tuple[int, int]) -> float:
-        return float(np.linalg.norm(points[pair[0]] - points[pair[1]]))
-
     return tuple(  # type: ignore[return-value]
-        gap(result.detected, p) / max(gap(reference.detected, p), 1e-6)
+        eyelid_gap(result.detected, p) / eyelid_gap(reference.detected, p)
         for p in (topo.RIGHT_EYELID, topo.LEFT_EYELID)
     )
 
@@ -166,19 +167,19 @@ def eyelid_offset_floors(result: LoopResult, reference: LoopResult) -> tuple[flo
     the render over the reference render's gap. A gap ratio cannot fall below it."""
     offsets = eyelid_sideways_offsets(result)
     return tuple(  # type: ignore[return-value]
-        dx * result.iod / max(float(np.linalg.norm(reference.detected[a] - reference.detected[b])), 1e-6)
-        for dx, (a, b) in zip(offsets, (topo.RIGHT_EYELID, topo.LEFT_EYELID), strict=True)
+        dx * result.iod / eyelid_gap(reference.detected, pair)
+        for dx, pair in zip(offsets, (topo.RIGHT_EYELID, topo.LEFT_EYELID), strict=True)
     )
 
 
 def eyelid_vertical_parts(result: LoopResult, reference: LoopResult) -> tuple[float, float]:
     """The vertical part of each re-detected eyelid-gap ratio: |y(159) − y(145)| and
-    |y(386) − y(374)| of the render over the reference render's gap (the crop is upright). With
-    ``eyelid_offset_floors`` (the horizontal part) it makes up ``eyelid_gap_ratios``."""
+    |y(386) − y(374)| of the render over the reference render's gap (the crop is upright). The
+    gap ratio (``eyelid_gap_ratios``) is the hypotenuse of this and the horizontal part
+    (``eyelid_offset_floors``)."""
     return tuple(  # type: ignore[return-value]
-        abs(result.detected[a, 1] - result.detected[b, 1])
-        / max(float(np.linalg.norm(reference.detected[a] - reference.detected[b])), 1e-6)
-        for a, b in (topo.RIGHT_EYELID, topo.LEFT_EYELID)
+        abs(result.detected[pair[0], 1] - result.detected[pair[1], 1]) / eyelid_gap(reference.detected, pair)
+        for pair in (topo.RIGHT_EYELID, topo.LEFT_EYELID)
     )
 
 

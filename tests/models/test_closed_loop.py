@@ -14,6 +14,7 @@ from rt_smile.face.landmarks import LandmarkDetector
 from rt_smile.io.images import load_image
 from rt_smile.train.fidelity import (
     REFERENCE_EXPRESSIONS,
+    REGIONS,
     ClosedLoop,
     chin_drop,
     eyelid_gap_ratios,
@@ -57,16 +58,16 @@ def test_sample_face(detector: LandmarkDetector, sample_file: Path, size: int) -
 
 
 def test_jaw_drop_moves_the_re_detected_chin(detector: LandmarkDetector, sample_file: Path) -> None:
-    """AU26 moves the chin, and MediaPipe sees it move on the sample; the per-region report
-    names the lower lip among the regions the expression moved."""
+    """AU26 moves the chin, and MediaPipe sees it move on the sample; the lower lip, which moves
+    further, is re-detected within half its displacement (``region_errors``)."""
     loop = ClosedLoop(load_image(sample_file), detector)
     reference = loop.run("neutral", {})
     jaw = loop.run("AU26", {"AU26": 0.4})
     asked, found = chin_drop(jaw, reference)
     assert asked > 0.05 and found > 0.6 * asked, (asked, found)
-    regions = jaw.region_errors()
-    assert set(regions) >= {"lower lip", "face contour"}
-    assert regions["lower lip"]["error_iod"] < 0.5 * asked
+    lip = list(REGIONS["lower lip"])
+    moved = float(np.linalg.norm(jaw.target[lip] - jaw.neutral[lip], axis=1).mean() / jaw.iod)
+    assert jaw.region_errors()["lower lip"]["error_iod"] < 0.5 * moved, (jaw.region_errors(), moved)
 
 
 def test_sample_face_other_view(detector: LandmarkDetector, sample_file: Path) -> None:
@@ -91,7 +92,8 @@ def test_a_neutral_face_of_another_identity_closes_its_eyes(
     """The blink on Grace Hopper, as far as it holds there: MediaPipe finds the lids shut
     vertically (at most 30 % of the open gap) and the closed lids where they were asked for.
     The whole gap ratio is not asserted: MediaPipe keeps point 159 beside 145 on her right eye
-    (0.33 of the open gap; docs/translator.md, known gaps)."""
+    (0.33 of the open gap), and at 256² her left eye reads 0.34 open, 0.25 of it vertically
+    (docs/translator.md, known gaps)."""
     loop = ClosedLoop(other_face, detector, size=size)
     reference = loop.run("neutral", {})
     blink = loop.run("blink", REFERENCE_EXPRESSIONS["blink"])

@@ -32,6 +32,7 @@ def test_quick_bench_writes_json_plot_and_table(
     data = json.loads(out.read_text())
     machine = data["machine"]
     assert machine["cores"] >= 1 and machine["cpu"] and machine["libraries"]["torch"]
+    assert machine["torch_cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "SVE256", "VSX"}
     rows = data["results"]
     assert len(rows) == 2 * 2 * 4  # backends × batches × stages
     assert all(set(r) >= KEYS for r in rows)
