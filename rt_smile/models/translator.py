@@ -48,8 +48,8 @@ class FacePrior:
     neutral: Tensor
     #: (N, G*G) landmark displacement → coarse forward flow (pixels): flow = dispᵀ @ basis.
     flow_basis: Tensor
-    #: (5, 3) colours in [0, 1], rows: teeth, mouth cavity, closed-lid skin (right, left eye),
-    #: lash line.
+    #: (5, 3) rows: teeth and mouth-cavity colours in [0, 1]; closed-lid tone of the right and
+    #: left eye (a gain on the skin under the eye, 0.5 to 2); lash-line colour.
     palette: Tensor
 
 
@@ -157,9 +157,10 @@ def _bright_half(px: NDArray[np.float64]) -> NDArray[np.float64]:
 def _lid_colors(
     rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Closed-lid skin of each eye (the lid just above the lashes, mixed with the cheek under the
-    eye, whose light it shares once the lid is down) and the lash-line colour: rows right lid,
-    left lid, lash."""
+    """Closed-lid tone of each eye and the lash-line colour: rows right lid, left lid, lash. The
+    closed lid is drawn from the skin under the eye (``Translator._lid_skin``); its tone is the
+    gain (RGB) that brings that skin halfway to the lid skin just above the lashes: a lid under
+    a shading brow stays in its shade."""
     iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
     rows, margin = [], []
     for upper, lower in (
@@ -170,15 +171,17 @@ def _lid_colors(
         lid = _band_pixels(rgb, hw, up, -0.025 * iod, -0.06 * iod)
         cheek = _band_pixels(rgb, hw, lo, 0.08 * iod, 0.2 * iod)
         margin.append(_band_pixels(rgb, hw, up, 0.01 * iod, -0.02 * iod))
-        lid_c = _bright_half(lid) if len(lid) > 4 else np.array([0.8, 0.65, 0.55])
-        cheek_c = np.median(cheek, 0) if len(cheek) > 4 else lid_c
-        rows.append(0.97 * (0.4 * lid_c + 0.6 * cheek_c))
+        if len(lid) > 4 and len(cheek) > 4:
+            lid_c, cheek_c = _bright_half(lid), np.median(cheek, 0)
+            rows.append(np.clip((0.5 * lid_c + 0.5 * cheek_c) / np.maximum(cheek_c, 1e-3), 0.5, 2.0))
+        else:  # an eye at the crop's edge: the skin under it as it is
+            rows.append(np.ones(3))
     lash_px = np.concatenate(margin)
     if len(lash_px) > 4:
         lum = lash_px @ np.array([0.299, 0.587, 0.114])
         lash_c = lash_px[lum <= np.quantile(lum, 0.2)].mean(0)
     else:
-        lash_c = rows[0] * 0.3
+        lash_c = np.array([0.2, 0.15, 0.12])
     return np.stack([*rows, lash_c])
 
 
@@ -214,8 +217,8 @@ def _teeth_color(
 
 def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
     """Colours taken from the photo: teeth from its whitish pixels in the mouth and eye openings
-    (``_teeth_color``); cavity from the lips, darkened; upper-lid skin and lash line from around
-    the eyes."""
+    (``_teeth_color``); cavity from the lips, darkened; closed-lid tones and lash line from
+    around the eyes (``_lid_colors``)."""
     hw = (int(image.shape[0]), int(image.shape[1]))
     rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
     teeth = _teeth_color(rgb, hw, lm)
@@ -310,6 +313,20 @@ def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
     """Soft indicator of top < t < bottom."""
     return torch.sigmoid((t - top) / edge) * torch.sigmoid((bottom - t) / edge)
 
+
+def _smoothstep(x: Tensor) -> Tensor:
+    """0 below 0, 1 above 1, a smooth S in between."""
+    x = x.clamp(0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+#: The closed lid's skin is the photo's skin from this far under the lower lid (IOD) ...
+LID_SKIN_FROM_IOD = 0.08
+#: ... and further down by this many source pixels per pixel above the lid line.
+LID_SKIN_STRETCH = 0.3
+#: Towards the eye corners, the lid (but for its lowest pixels) fades out over this share of
+#: the eye's width at each end.
+LID_END_FADE = 0.2
 
 #: Apparent width of a drawn upper and lower central incisor at the middle of the mouth, IOD.
 UPPER_INCISOR_IOD = 0.095
@@ -538,39 +555,71 @@ class Translator(nn.Module):
         return _PhotoInterior(rgb[:, :, 0], (a_up + a_lo).clamp(0.0, 1.0), h_up, gap)
 
     def lid_layer(
-        self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
+        self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor, src: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Closing upper lids: pix (B, 2·P, 2), the right eye's ROI pixels then the left's →
-        RGB (B, 3, 2·P) and alpha (B, 2·P). The lid covers what was eye opening in the photo and
-        now lies above the target lid line, with a thin lash line at its margin. Its top rises
-        above the neutral lid line by as much as the lid dropped there, so the lid is a lens that
-        tapers to the eye corners (not a box with straight sides), and it fades in from that top
-        so it meets the skin above without an edge. neutral (B, N, 2), palette (B, 5, 3). Both
-        eyes are stacked on the batch axis, each over its own half of the pixels."""
+        RGB (B, 3, 2·P) and alpha (B, 2·P). Where the lid came down (``_lid_cover``) it shows
+        the photo's own skin from under the same eye, mirrored up about the target lid line: a
+        lid pixel d px above that line takes the skin ``LID_SKIN_FROM_IOD`` under the photo's
+        lower lid and ``LID_SKIN_STRETCH``·d further down (lid and cheek skin, lit as a closed
+        lid is, with the photo's texture; the lower lashes are left out), toned per eye by the
+        palette. neutral (B, N, 2), palette (B, 5, 3), src the per-frame source crops
+        (B, 3, S, S). Both eyes are stacked on the batch axis, each over its own half of the
+        pixels."""
         idx = self.eye_idx
         up_t = torch.cat([target[:, idx[0]], target[:, idx[1]]])  # (2B, K, 2): right eyes, left eyes
-        lo_t = torch.cat([target[:, idx[2]], target[:, idx[3]]])
-        up_n = torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]])
         frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
-        s, t = frame.coords(torch.cat(pix.chunk(2, dim=1)))  # (2B, P)
-        t_n, t_t, t_lo = frame.curve(s, up_n), frame.curve(s, up_t), frame.curve(s, lo_t)
-        e = self.edge
-        drop = (t_t - t_n).clamp_min(0.0)
-        closing = (drop / e).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
-        # where the lids meet, also cover the eye interior squeezed into the lid line
-        meet = (1.0 - (t_lo - t_t) / (3.0 * e)).clamp(0.0, 1.0)
-        bottom = t_t + 1.5 * e * meet
-        top = t_n - drop - 2.0 * e
-        fade = ((t - top) / (0.6 * (bottom - top)).clamp_min(e)).clamp(0.0, 1.0)
-        alpha = _band(t, top, bottom, e) * fade * closing
-        lash = 0.85 * _band(t, bottom - 1.2 * e, bottom, 0.5 * e) * closing
-        skin = torch.cat([palette[:, 2], palette[:, 3]])  # (2B, 3)
+        p = torch.cat(pix.chunk(2, dim=1))  # (2B, P, 2)
+        s, t = frame.coords(p)
+        t_t = frame.curve(s, up_t)
+        t_n = frame.curve(s, torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]]))
+        t_lo = frame.curve(s, torch.cat([target[:, idx[2]], target[:, idx[3]]]))
+        alpha, lash = self._lid_cover(s, t, t_n, t_t, t_lo)
+        iod = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1).repeat(2)
+        under = frame.curve(s, torch.cat([neutral[:, idx[2]], neutral[:, idx[3]]]))
+        under = under + LID_SKIN_FROM_IOD * iod[:, None] + (t_t - t).clamp_min(0.0) * LID_SKIN_STRETCH
+        skin = self._sample_across(src, frame, p, under - t)
+        skin = skin * torch.cat([palette[:, 2], palette[:, 3]])[:, :, None]  # per-eye tone
         lash_rgb = palette[:, 4].repeat(2, 1)  # (2B, 3)
         cover = (alpha + lash).clamp(0.0, 1.0)
-        rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin[:, :, None] + lash[:, None] * lash_rgb[:, :, None]
+        rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin + lash[:, None] * lash_rgb[:, :, None]
         rgb = rgb / cover.clamp_min(1e-6)[:, None]
         # (2B, ·, P) → (B, ·, 2·P): the right eye's pixels then the left's
         return torch.cat(rgb.chunk(2), dim=2), torch.cat(cover.chunk(2), dim=1)
+
+    def _lid_cover(
+        self, s: Tensor, t: Tensor, t_n: Tensor, t_t: Tensor, t_lo: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Lid and lash-line alphas (2B, P) at the eye pixels (s, t in the target upper lid's
+        frame; t_n, t_t, t_lo: the neutral and target upper lid and the target lower lid there).
+        The lid covers what was eye opening in the photo and now lies above the target lid
+        line. Its top rises above the neutral lid line by as much as the lid dropped there, so
+        it is a lens that tapers to the eye corners; it fades in from that top, and from its
+        sides towards the corners (``LID_END_FADE``) but for its lowest pixels, so it meets the
+        skin around without an edge. Where the lids meet it also covers the eye interior
+        squeezed into the lid line. The lash line along its margin thins towards the corners."""
+        e = self.edge
+        drop = (t_t - t_n).clamp_min(0.0)
+        closing = (drop / e).clamp(0.0, 1.0) * ((s > 0) & (s < 1)).float()
+        meet = (1.0 - (t_lo - t_t) / (3.0 * e)).clamp(0.0, 1.0)
+        bottom = t_t + 1.5 * e * meet
+        top = t_n - drop - 2.0 * e
+        fade = _smoothstep((t - top) / (0.8 * (bottom - top)).clamp_min(e))
+        ends = _smoothstep(torch.minimum(s, 1.0 - s) / LID_END_FADE)
+        lowest = torch.sigmoid((t - (bottom - 3.0 * e)) / e)
+        alpha = _band(t, top, bottom, e) * fade * torch.maximum(ends, lowest) * closing
+        arc = (4.0 * s * (1.0 - s)).clamp(0.0, 1.0).sqrt()  # 1 mid-eye, 0 at the corners
+        lash = _band(t, bottom - e * (0.5 + 1.2 * arc), bottom, 0.5 * e) * (0.34 + 0.51 * arc) * closing
+        return alpha, lash
+
+    def _sample_across(self, src: Tensor, frame: _CurveFrame, p: Tensor, shift: Tensor) -> Tensor:
+        """The source crops (B, 3, S, S) sampled at the eye pixels p (2B, P, 2) moved by
+        ``shift`` (2B, P) pixels along the frame's normal → (2B, 3, P); one ``grid_sample``
+        for both eyes of each frame."""
+        q = p + shift[..., None] * frame.normal[:, None]
+        grid = self._to_norm(torch.cat(q.chunk(2), dim=1))[:, None]  # (B, 1, 2P, 2)
+        rgb = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return torch.cat(rgb[:, :, 0].chunk(2, dim=2))
 
     def _torn(self, stretch: Tensor) -> Tensor:
         """Where the warp stretches the mouth ROI more than 3×: (B, 1, P), closed over isolated
@@ -616,7 +665,7 @@ class Translator(nn.Module):
         warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border", align_corners=False)
         warped = warped[:, :, 0]  # (B, 3, P)
         pix = self.roi_pixels.expand(b, -1, -1)
-        lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette)
+        lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette, src)
         eyes = warped[..., :e]
         eyes = eyes + lid_alpha[:, None] * (lid - eyes)
         for roi, values in zip(self.eye_rois, eyes.chunk(2, dim=2), strict=True):
