@@ -1,8 +1,11 @@
-"""Per-frame latency of the translator on the CPU (sample face, real landmarks).
+"""Per-frame latency of the translator on the CPU (sample face, real expressions).
 
     python benchmarks/translator.py [--repeats 200] [--out benchmarks/results/translator_cpu.json]
 
-Records p50/p99 per frame at 256² and 512², batch 1 and 4, with machine info, and a plot.
+Records p50/p99 per call at 256² and 512², batch 1 and 4, with machine info, and a plot; each
+case twice: the eager module, and the graph traced once per input shape that the torch backend
+runs on the CPU (``TracedStage``). The two run in alternating rounds, so that a machine whose
+speed drifts (a shared host) slows both alike.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from rt_smile.face.align import crop_face
 from rt_smile.face.landmarks import detect_face
 from rt_smile.io.images import load_image
 from rt_smile.models.translator import Translator, prepare_face
+from rt_smile.runtime.backends.torch_backend import TracedStage
 
 SAMPLE = Path(__file__).resolve().parents[1] / "rt_smile" / "assets" / "astronaut.png"
 EXPRESSIONS = [{"AU12": 0.9, "AU6": 0.5}, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4}, {"AU45": 1.0}, {}]
@@ -39,28 +44,40 @@ def _targets(landmarks: NDArray[Any], batch: int, step: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(rows)).float()
 
 
-def run_case(photo: NDArray[Any], size: int, batch: int, repeats: int, warmup: int) -> dict[str, Any]:
+def run_case(photo: NDArray[Any], size: int, batch: int, repeats: int, warmup: int) -> list[dict[str, Any]]:
+    """Both modes of one case, ``repeats`` calls each in 10 alternating rounds."""
     face = detect_face(photo, DetectorConfig())
     crop = crop_face(photo, face, CropConfig(size=size))
     prior = prepare_face(crop.image, crop.landmarks)
     translator = Translator(size)
+    modes: dict[str, Callable[..., torch.Tensor]] = {"eager": translator, "traced": TracedStage(translator)}
     targets = [_targets(crop.landmarks, batch, s) for s in range(len(EXPRESSIONS))]
-    times = []
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    rounds = 10
     with torch.inference_mode():
-        for i in range(warmup + repeats):
-            t0 = time.perf_counter()
-            translator.render(prior, targets[i % len(targets)])
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
-    t = np.asarray(times)
+        for r in range(rounds):
+            for mode, run in modes.items():
+                n = repeats // rounds + (warmup if r == 0 else 0)
+                for i in range(n):
+                    t0 = time.perf_counter()
+                    target = targets[i % len(targets)]
+                    run(prior.image, prior.flow_basis, prior.neutral, target, prior.palette)
+                    if r > 0 or i >= warmup:
+                        times[mode].append((time.perf_counter() - t0) * 1e3)
+    return [_row(size, batch, mode, np.asarray(t)) for mode, t in times.items()]
+
+
+def _row(size: int, batch: int, mode: str, t: NDArray[Any]) -> dict[str, Any]:
+    p50 = float(np.percentile(t, 50))
     return {
         "size": size,
         "batch": batch,
-        "repeats": repeats,
-        "p50_ms": round(float(np.percentile(t, 50)), 3),
+        "mode": mode,
+        "repeats": len(t),
+        "p50_ms": round(p50, 3),
         "p99_ms": round(float(np.percentile(t, 99)), 3),
-        "p50_ms_per_frame": round(float(np.percentile(t, 50)) / batch, 3),
-        "fps": round(1e3 * batch / float(np.percentile(t, 50)), 1),
+        "p50_ms_per_frame": round(p50 / batch, 3),
+        "fps": round(1e3 * batch / p50, 1),
     }
 
 
@@ -70,13 +87,16 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    labels = [f"{r['size']}² ×{r['batch']}" for r in results]
-    x = np.arange(len(results))
-    ax.bar(x - 0.2, [r["p50_ms"] for r in results], 0.4, label="p50")
-    ax.bar(x + 0.2, [r["p99_ms"] for r in results], 0.4, label="p99")
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    cases = list(dict.fromkeys((r["size"], r["batch"]) for r in results))
+    x = np.arange(len(cases))
+    for offset, mode in ((-0.2, "eager"), (0.2, "traced")):
+        rows = [next(r for r in results if (r["size"], r["batch"]) == c and r["mode"] == mode) for c in cases]
+        ax.bar(x + offset, [r["p50_ms"] for r in rows], 0.4, label=f"{mode} p50")
+        ax.scatter(x + offset, [r["p99_ms"] for r in rows], marker="_", s=200, color="k", zorder=3)
+    ax.scatter([], [], marker="_", s=200, color="k", label="p99")
     ax.axhline(4.0, color="k", ls="--", lw=0.8, label="target 4 ms (256², ×1)")
-    ax.set_xticks(x, labels)
+    ax.set_xticks(x, [f"{s}² ×{b}" for s, b in cases])
     ax.set_ylabel("ms per call (whole batch)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
@@ -94,7 +114,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     photo = load_image(SAMPLE)
-    results = [run_case(photo, s, b, args.repeats, args.warmup) for s in (256, 512) for b in (1, 4)]
+    cases = [(s, b) for s in (256, 512) for b in (1, 4)]
+    results = [row for s, b in cases for row in run_case(photo, s, b, args.repeats, args.warmup)]
     info = machine_info()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(

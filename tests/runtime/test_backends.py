@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from rt_smile.config import EngineConfig
 from rt_smile.face.landmarks import LandmarkDetector
@@ -18,7 +19,7 @@ from rt_smile.io.images import load_image
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.runtime import backends as be
 from rt_smile.runtime.backends import BackendError, BackendOptions, available_backends, make_backend
-from rt_smile.runtime.backends.torch_backend import TorchBackend
+from rt_smile.runtime.backends.torch_backend import TorchBackend, TracedStage
 from rt_smile.runtime.bench import relative_error
 from rt_smile.runtime.engine import SmileEngine, prepare_photo
 from rt_smile.runtime.onnx_cache import ensure_onnx, graphs_in
@@ -61,6 +62,40 @@ def test_every_available_backend_matches_torch_fp32(model: CMMNet, cache: Path, 
     errors = [relative_error(o, r) for o, r in zip(out, ref, strict=True)]
     assert max(errors) <= tol, errors
     assert relative_error(out[-1], out[0]) > 1e-3, "the frames move over the steps"
+
+
+def test_the_traced_translator_gives_the_eager_frames(model: CMMNet) -> None:
+    """On the CPU the torch backend runs the translator as a graph traced once per input shape:
+    12 steps of two sessions of K = 3 (new landmarks every step, one graph) give the frames of
+    the eager translator."""
+    eager = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False, trace=False)
+    traced = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False)
+    ref, out = _unroll(eager, model, 2, 3), _unroll(traced, model, 2, 3)
+    assert max(relative_error(o, r) for o, r in zip(out, ref, strict=True)) <= 1e-6
+    stage = traced._traced
+    assert stage is not None and not stage.eager and len(stage.graphs) == 1
+
+
+def test_a_traced_stage_keeps_one_graph_per_shape_and_falls_back_to_eager(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Affine(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 + 1
+
+    stage = TracedStage(Affine(), max_graphs=2)
+    for n in (1, 2, 1, 3):
+        assert torch.equal(stage(torch.full((n, 3), float(n))), torch.full((n, 3), 2.0 * n + 1))
+    assert [key[0][0] for key in stage.graphs] == [(1, 3), (3, 3)], "least recently used out first"
+
+    class Count(nn.Module):  # a Python number out: not traceable
+        def forward(self, x: torch.Tensor) -> int:
+            return int(x.sum())
+
+    untraceable = TracedStage(Count())
+    with caplog.at_level(logging.WARNING, logger="rt_smile.runtime.backends.torch_backend"):
+        assert untraceable(torch.ones(4)) == 4
+    assert untraceable.eager and "running it eagerly" in caplog.text
 
 
 def test_fp16_recurrent_stages_stay_close_to_fp32(model: CMMNet) -> None:
