@@ -591,7 +591,7 @@ class Translator(nn.Module):
         under = frame.curve(s, torch.cat([neutral[:, idx[2]], neutral[:, idx[3]]]))
         under = under + LID_SKIN_FROM_IOD * iod[:, None] + (t_t - t).clamp_min(0.0) * LID_SKIN_STRETCH
         skin = self._sample_across(src, frame, p, under - t)
-        skin = skin * torch.cat([palette[:, 2], palette[:, 3]])[:, :, None]  # per-eye tone
+        skin = (skin * torch.cat([palette[:, 2], palette[:, 3]])[:, :, None]).clamp(max=1.0)  # per-eye tone
         lash_rgb = palette[:, 4].repeat(2, 1)  # (2B, 3)
         cover = (alpha + lash).clamp(0.0, 1.0)
         rgb = (alpha - lash).clamp_min(0.0)[:, None] * skin + lash[:, None] * lash_rgb[:, :, None]
@@ -665,7 +665,8 @@ class Translator(nn.Module):
         read once per photo, not once per frame."""
         b, e = target.shape[0], 2 * self.n_eye
         basis = flow_basis if flow_basis.dim() == 3 else flow_basis[None]
-        if not torch.onnx.is_in_onnx_export() and b % basis.shape[0]:
+        tracing = torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call,unused-ignore]
+        if not tracing and b % basis.shape[0]:
             raise ValueError(f"{b} target frames do not split evenly over {basis.shape[0]} photos")
         neutral = _per_frame(neutral if neutral.dim() == 3 else neutral[None], b)
         palette = _per_frame(palette if palette.dim() == 3 else palette[None], b)

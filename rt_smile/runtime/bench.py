@@ -215,7 +215,7 @@ def run_bench(
     from rt_smile.runtime.backends.torch_backend import TorchBackend
 
     for size in plan.sizes:
-        reference = TorchBackend(model, size, torch.device("cpu"), cuda_graphs=False)
+        reference = TorchBackend(model, size, torch.device("cpu"), cuda_graphs=False, trace=False)
         backends = [make_backend(name, model, replace(options, size=size)) for name in plan.backends]
         for modes in plan.modes:
             for batch in plan.batches:

@@ -66,7 +66,7 @@ def test_one_batch_renders_several_photos(
     targets = [
         apply_expression(lm, e)[:468]
         for lm in (sample_crop.landmarks, lm_m)
-        for e in ({"AU12": 0.9}, open_smile)
+        for e in ({"AU12": 0.9, "AU45": 1.0}, open_smile)  # a blink: each photo's own lid skin
     ]
     priors = (prior, other)
     with torch.inference_mode():

@@ -54,7 +54,7 @@ def _unroll(backend: be.StepBackend, model: CMMNet, sessions: int, modes: int) -
 def test_every_available_backend_matches_torch_fp32(model: CMMNet, cache: Path, name: str) -> None:
     """Two sessions of K = 3 modes (the model has 4: modes are cut per session), 12 steps with
     each backend's own state fed back: the frames match torch FP32 on the CPU."""
-    reference = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False)
+    reference = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False, trace=False)
     backend = make_backend(name, model, BackendOptions(size=256, cache=cache))
     ref, out = _unroll(reference, model, 2, 3), _unroll(backend, model, 2, 3)
     assert out[0].shape == (6, 3, 256, 256)
@@ -70,32 +70,50 @@ def test_the_traced_translator_gives_the_eager_frames(model: CMMNet) -> None:
     the eager translator."""
     eager = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False, trace=False)
     traced = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False)
+    stage = traced._traced
+    assert stage is not None and traced.info.graphs["translator"] == "torchscript"
+    stage.background = False  # trace on the first call, so that the other 11 run the graph
     ref, out = _unroll(eager, model, 2, 3), _unroll(traced, model, 2, 3)
     assert max(relative_error(o, r) for o, r in zip(out, ref, strict=True)) <= 1e-6
-    stage = traced._traced
-    assert stage is not None and not stage.eager and len(stage.graphs) == 1
+    assert not stage.eager and len(stage.graphs) == 1
 
 
-def test_a_traced_stage_keeps_one_graph_per_shape_and_falls_back_to_eager(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    class Affine(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * 2 + 1
+class _Affine(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            raise ValueError("float32 only")
+        return x * 2 + 1
 
-    stage = TracedStage(Affine(), max_graphs=2)
+
+def test_a_traced_stage_keeps_one_graph_per_shape() -> None:
+    stage = TracedStage(_Affine(), max_graphs=2, background=False)
     for n in (1, 2, 1, 3):
         assert torch.equal(stage(torch.full((n, 3), float(n))), torch.full((n, 3), 2.0 * n + 1))
     assert [key[0][0] for key in stage.graphs] == [(1, 3), (3, 3)], "least recently used out first"
+    with pytest.raises(ValueError, match="float32 only"):  # the module's own error, as it is
+        stage(torch.ones(2, 3, dtype=torch.float64))
+    assert not stage.eager and len(stage.graphs) == 2, "an input error does not stop tracing"
 
+
+def test_a_traced_stage_traces_in_the_background() -> None:
+    """A new shape runs eagerly at once; its graph is ready after the trace."""
+    stage = TracedStage(_Affine())
+    assert torch.equal(stage(torch.ones(2, 3)), torch.full((2, 3), 3.0))
+    stage.join()
+    assert len(stage.graphs) == 1 and torch.equal(stage(torch.zeros(2, 3)), torch.ones(2, 3))
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # that warning is the point here
+def test_an_untraceable_stage_runs_eagerly(caplog: pytest.LogCaptureFixture) -> None:
     class Count(nn.Module):  # a Python number out: not traceable
         def forward(self, x: torch.Tensor) -> int:
             return int(x.sum())
 
-    untraceable = TracedStage(Count())
+    stage = TracedStage(Count(), background=False)
     with caplog.at_level(logging.WARNING, logger="rt_smile.runtime.backends.torch_backend"):
-        assert untraceable(torch.ones(4)) == 4
-    assert untraceable.eager and "running it eagerly" in caplog.text
+        assert stage(torch.ones(4)) == 4
+    assert stage.eager and "running it eagerly" in caplog.text
+    assert stage(torch.ones(5)) == 5 and not stage.graphs
 
 
 def test_fp16_recurrent_stages_stay_close_to_fp32(model: CMMNet) -> None:

@@ -44,7 +44,7 @@ def test_quick_bench_writes_json_plot_and_table(
         assert r["fps"] == pytest.approx(r["batch"] * r["modes"] * 1000 / r["p50_ms"], rel=1e-3)
         assert r["parity"] <= 1e-4
     hybrid = {r["stage"]: r["graphs"] for r in rows if r["backend"] == "hybrid"}
-    assert hybrid["generator"] == "onnxruntime" and hybrid["translator"] == "torch"
+    assert hybrid["generator"] == "onnxruntime" and hybrid["translator"] == "torchscript"
     p50 = {(r["backend"], r["batch"], r["stage"]): r["p50_ms"] for r in rows}
     for backend, batch, stage in p50:
         if stage == "step":  # the step includes the translator's work

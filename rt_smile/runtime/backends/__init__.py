@@ -50,7 +50,8 @@ class BackendInfo:
     device: str
     #: precision per stage ("fp32", "fp16")
     precision: dict[str, str]
-    #: which engine runs each stage ("torch", "onnxruntime", "tensorrt")
+    #: which engine runs each stage ("torch", "torchscript": torch's traced graph, "onnxruntime",
+    #: "tensorrt")
     graphs: dict[str, str]
     #: CPU threads the backend uses
     threads: int
