@@ -6,7 +6,7 @@ coordinates need FP32 precision at 512², as is common for grid-sampling layers)
 ``cuda_graphs`` each stage is captured once per input shape and replayed: one launch instead of
 hundreds of small kernels, which is what makes a K-mode step sub-millisecond. On the CPU the
 translator is traced once per input shape (``TracedStage``): its several hundred small ops then
-run without Python between them: 16-24 % less time per call on 2 cores
+run without Python between them: 9-25 % less time per call over two runs on 2 cores
 (``benchmarks/results/translator_cpu.json``).
 """
 
