@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from rt_smile.config import CropConfig, DetectorConfig, TranslatorConfig
 from rt_smile.data.expressions import apply_expression
+from rt_smile.face import topology as topo
 from rt_smile.face.align import FaceCrop, crop_face
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
 from rt_smile.io.images import load_image
@@ -152,6 +153,30 @@ def test_closed_lid_is_the_photos_own_skin(
     earlier flat lid: 0.19-0.26 and 0.07-0.11)."""
     assert min(_lid_texture_ratio(sample_crop, prior)) > 0.4
     assert min(_lid_texture_ratio(*closed_lips)) > 0.2
+
+
+def test_a_lid_under_a_shading_brow_stays_in_its_shade(sample_crop: FaceCrop) -> None:
+    """The sample with the skin above its eyes darkened to half (a deep-set eye under a brow):
+    the closed lid, drawn from the lit skin under the eye, is toned down towards that shade
+    (0.60-0.65 of the under-eye skin's brightness; with the tone left out, 0.86)."""
+    lm, iod = sample_crop.landmarks, sample_crop.iod
+    image = sample_crop.image.astype(np.float64)
+    above = np.zeros(image.shape[:2], np.uint8)
+    for lid_points in (topo.RIGHT_EYE_UPPER, topo.LEFT_EYE_UPPER):
+        lid = lm[list(lid_points)]
+        band = np.concatenate([lid - [0, 0.01 * iod], (lid - [0, 0.12 * iod])[::-1]])
+        cv2.fillPoly(above, [np.round(band).astype(np.int32)], (1,))
+    image[above.astype(bool)] *= 0.5
+    shaded = image.astype(np.uint8)
+    target = apply_expression(lm, {"AU45": 1.0})
+    frame = _render(Translator(256), prepare_face(shaded, lm), target[None, :468])[0].mean(2)
+    photo = shaded.astype(np.float64).mean(2)
+    for upper, lower in ((159, 145), (386, 374)):
+        x = round(float(lm[upper, 0]))
+        lid_mean = frame[int(lm[upper, 1]) + 1 : int(target[upper, 1]) - 1, x - 3 : x + 4].mean()
+        y0, y1 = int(lm[lower, 1] + 0.08 * iod), int(lm[lower, 1] + 0.2 * iod)
+        under_mean = photo[y0:y1, x - 3 : x + 4].mean()
+        assert lid_mean < 0.75 * under_mean, (upper, lid_mean, under_mean)
 
 
 def test_flow_basis_reproduces_landmark_displacements(sample_crop: FaceCrop) -> None:
