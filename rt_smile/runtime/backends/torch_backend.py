@@ -58,13 +58,13 @@ class _GraphedStage:
         self.pool = pool
         self.max_graphs = max_graphs
         self.warmup = warmup
-        self.graphs: OrderedDict[tuple[tuple[tuple[int, ...], torch.dtype], ...], _Graph] = OrderedDict()
+        self.graphs: OrderedDict[_Signature, _Graph] = OrderedDict()
         self.eager = False
 
     def __call__(self, *args: Tensor) -> tuple[Tensor, ...]:
         if self.eager:
             return self.fn(*args)
-        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        key = _signature(args)
         entry = self.graphs.get(key)
         if entry is None:
             try:
@@ -97,7 +97,7 @@ class _GraphedStage:
 
 
 class TracedStage:
-    """A module run as a TorchScript graph traced once per input signature (shapes, dtypes), so
+    """A module run as a TorchScript graph traced once per input signature (``_signature``), so
     its ops run one after another without Python in between; the module must be a fixed
     sequence of tensor ops for inputs of one shape, as the translator is.
 
@@ -133,7 +133,9 @@ class TracedStage:
 
     def join(self) -> None:
         """Wait for the traces in progress."""
-        for thread in list(self._pending.values()):
+        with self._lock:
+            threads = list(self._pending.values())
+        for thread in threads:
             thread.join()
 
     def _start_trace(self, key: _Signature, args: tuple[Tensor, ...]) -> None:
