@@ -479,11 +479,12 @@ class Translator(nn.Module):
         return grid, torch.stack([px, py], -1), det[:, 0]
 
     def mouth_layer(
-        self, pix: Tensor, target: Tensor, neutral: Tensor, src: Tensor, palette: Tensor
+        self, pix: Tensor, target: Tensor, neutral: Tensor, src: Tensor, palette: Tensor, iod: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Mouth interior RGB (B, 3, P), the target inner-lip mask (B, P) and where the lips
         part wider than in the photo (B, P, 0 to 1), at the mouth pixels (B, P, 2). target and
-        neutral (B, N, 2), src the per-frame source crops (B, 3, S, S), palette (B, 5, 3). What
+        neutral (B, N, 2), src the per-frame source crops (B, 3, S, S), palette (B, 5, 3), iod
+        the target's inter-ocular distance (B, 1). What
         showed between the photo's lips moves with them at its size (``_photo_interior``); in
         between, drawn teeth and a shaded cavity."""
         up = target[:, self.lips_idx[0]]
@@ -501,8 +502,6 @@ class Translator(nn.Module):
             knots,
         )
         inside = _band(t, lips.top, lips.bottom, self.edge) * _between_corners(s)
-        eyes = target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]
-        iod = eyes.norm(dim=-1, keepdim=True).clamp_min(1.0)
         lateral = (1.0 - (2.0 * s - 1.0).clamp(-1, 1) ** 2).clamp_min(0.0)
         teeth_h = self.config.teeth_height_iod * iod * (0.55 + 0.45 * lateral)
         photo = self._photo_interior(lips, neutral, target, src, teeth_h)
@@ -567,7 +566,7 @@ class Translator(nn.Module):
         return _PhotoInterior(rgb[:, :, 0], (a_up + a_lo).clamp(0.0, 1.0), h_up, gap)
 
     def lid_layer(
-        self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor, src: Tensor
+        self, pix: Tensor, neutral: Tensor, target: Tensor, palette: Tensor, src: Tensor, iod: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Closing upper lids: pix (B, 2·P, 2), the right eye's ROI pixels then the left's →
         RGB (B, 3, 2·P) and alpha (B, 2·P). Where the lid came down (``_lid_cover``) it shows
@@ -576,8 +575,8 @@ class Translator(nn.Module):
         lower lid and ``LID_SKIN_STRETCH``·d further down (lid and cheek skin, lit as a closed
         lid is, with the photo's texture; the lower lashes are left out), toned per eye by the
         palette. neutral (B, N, 2), palette (B, 5, 3), src the per-frame source crops
-        (B, 3, S, S). Both eyes are stacked on the batch axis, each over its own half of the
-        pixels."""
+        (B, 3, S, S), iod the target's inter-ocular distance (B, 1). Both eyes are stacked on
+        the batch axis, each over its own half of the pixels."""
         idx = self.eye_idx
         up_t = torch.cat([target[:, idx[0]], target[:, idx[1]]])  # (2B, K, 2): right eyes, left eyes
         frame = _CurveFrame(up_t[:, 0], up_t[:, -1])
@@ -587,9 +586,8 @@ class Translator(nn.Module):
         t_n = frame.curve(s, torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]]))
         t_lo = frame.curve(s, torch.cat([target[:, idx[2]], target[:, idx[3]]]))
         alpha, lash = self._lid_cover(s, t, t_n, t_t, t_lo)
-        iod = (target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]).norm(dim=-1).repeat(2)
         under = frame.curve(s, torch.cat([neutral[:, idx[2]], neutral[:, idx[3]]]))
-        under = under + LID_SKIN_FROM_IOD * iod[:, None] + (t_t - t).clamp_min(0.0) * LID_SKIN_STRETCH
+        under = under + LID_SKIN_FROM_IOD * iod.repeat(2, 1) + (t_t - t).clamp_min(0.0) * LID_SKIN_STRETCH
         skin = self._sample_across(src, frame, p, under - t)
         skin = (skin * torch.cat([palette[:, 2], palette[:, 3]])[:, :, None]).clamp(max=1.0)  # per-eye tone
         lash_rgb = palette[:, 4].repeat(2, 1)  # (2B, 3)
@@ -678,12 +676,14 @@ class Translator(nn.Module):
         warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border", align_corners=False)
         warped = warped[:, :, 0]  # (B, 3, P)
         pix = self.roi_pixels.expand(b, -1, -1)
-        lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette, src)
+        eyes = target[:, topo.RIGHT_EYE_OUTER] - target[:, topo.LEFT_EYE_OUTER]
+        iod = eyes.norm(dim=-1, keepdim=True).clamp_min(1.0)  # (B, 1)
+        lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette, src, iod)
         eyes = warped[..., :e]
         eyes = eyes + lid_alpha[:, None] * (lid - eyes)
         for roi, values in zip(self.eye_rois, eyes.chunk(2, dim=2), strict=True):
             frames = self._write(frames, values, roi)
-        mouth, inside, wider = self.mouth_layer(pix[:, e:], target, neutral, src, palette)
+        mouth, inside, wider = self.mouth_layer(pix[:, e:], target, neutral, src, palette, iod)
         alpha = inside[:, None] * torch.maximum(self._torn(stretch[:, e:]), wider[:, None])
         lips = warped[..., e:]
         return self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)
