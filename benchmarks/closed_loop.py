@@ -65,6 +65,11 @@ def evaluate(
         "eyelid_gap_horizontal_part_AU45_1": [round(r, 3) for r in eyelid_offset_floors(blink, ref)],
         "eyelid_gap_vertical_part_AU45_1": [round(r, 3) for r in eyelid_vertical_parts(blink, ref)],
         "eyelid_gap_neutral_iod": [round(eyelid_gap(ref.detected, p) / ref.iod, 4) for p in LIDS],
+        # the same ratio for the targets themselves (photo's landmarks → AU45 = 1): what a render
+        # that MediaPipe read exactly would give
+        "eyelid_gap_ratio_AU45_1_target": [
+            round(eyelid_gap(blink.target, p) / eyelid_gap(blink.neutral, p), 3) for p in LIDS
+        ],
         "eyelid_sideways_offset_AU45_1_iod": [round(r, 4) for r in eyelid_sideways_offsets(blink)],
         "chin_drop_iod_AU26_0.4_asked_found": [
             round(v, 4) for v in chin_drop(loop.run("AU26", {"AU26": 0.4}), ref)
