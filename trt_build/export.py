@@ -74,7 +74,7 @@ class TranslatorGraph(nn.Module):
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
         """P photos with K frames each (B = P·K): image (P, 3, S, S), flow_basis (P, N, G²),
-        neutral (P, N, 2), palette (P, 5, 3), target (B, N, 2) → frames (B, 3, S, S)."""
+        neutral (P, N, 2), palette (P, 6, 3), target (B, N, 2) → frames (B, 3, S, S)."""
         return self.translator(image, flow_basis, neutral, target, palette)  # type: ignore[no-any-return]
 
 

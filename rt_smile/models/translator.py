@@ -48,8 +48,10 @@ class FacePrior:
     neutral: Tensor
     #: (N, G*G) landmark displacement → coarse forward flow (pixels): flow = dispᵀ @ basis.
     flow_basis: Tensor
-    #: (5, 3) rows: teeth and mouth-cavity colours in [0, 1]; closed-lid tone of the right and
-    #: left eye (a gain on the skin under the eye, 0.5 to 2); lash-line colour.
+    #: (6, 3) rows: teeth and mouth-cavity colours in [0, 1]; closed-lid tone of the right and
+    #: left eye (a gain on the skin under the eye, 0.5 to 2); lash-line colour; the share of
+    #: the pixels between the photo's inner lips that is teeth or dark gap, not lip (all three
+    #: columns alike; ``_interior_share``).
     palette: Tensor
 
 
@@ -218,7 +220,8 @@ def _teeth_color(
 def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
     """Colours taken from the photo: teeth from its whitish pixels in the mouth and eye openings
     (``_teeth_color``); cavity from the lips, darkened; closed-lid tones and lash line from
-    around the eyes (``_lid_colors``)."""
+    around the eyes (``_lid_colors``); and how much of its inner-lip gap is not lip
+    (``_interior_share``)."""
     hw = (int(image.shape[0]), int(image.shape[1]))
     rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
     teeth = _teeth_color(rgb, hw, lm)
@@ -227,7 +230,18 @@ def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.fl
     lips = _polygon_mask(hw, outer) & ~_polygon_mask(hw, inner)
     lip = rgb[lips.ravel()].mean(0) if lips.sum() > 8 else np.array([0.6, 0.3, 0.3])
     cavity = lip * np.array([0.32, 0.18, 0.18])
-    return np.concatenate([np.stack([teeth, cavity]), _lid_colors(rgb, hw, lm)])
+    share = _interior_share(rgb[_polygon_mask(hw, inner).ravel()], float(lip @ _LUMA))
+    return np.concatenate([np.stack([teeth, cavity]), _lid_colors(rgb, hw, lm), np.full((1, 3), share)])
+
+
+def _interior_share(px: NDArray[np.float64], lip_lum: float) -> float:
+    """Share of the pixels between the photo's inner lips that show the mouth's interior:
+    brighter than the lips (teeth) or much darker (the cavity); the rest is lip, where
+    MediaPipe's inner-lip points sit inside the lips of a smiling mouth. 1 for closed lips."""
+    if len(px) < 8:
+        return 1.0
+    lum = px @ _LUMA
+    return float(((lum > 1.15 * lip_lum) | (lum < 0.5 * lip_lum)).mean())
 
 
 def prepare_face(
@@ -483,7 +497,7 @@ class Translator(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Mouth interior RGB (B, 3, P), the target inner-lip mask (B, P) and where the lips
         part wider than in the photo (B, P, 0 to 1), at the mouth pixels (B, P, 2). target and
-        neutral (B, N, 2), src the per-frame source crops (B, 3, S, S), palette (B, 5, 3), iod
+        neutral (B, N, 2), src the per-frame source crops (B, 3, S, S), palette (B, 6, 3), iod
         the target's inter-ocular distance (B, 1). What
         showed between the photo's lips moves with them at its size (``_photo_interior``); in
         between, drawn teeth and a shaded cavity."""
@@ -507,12 +521,15 @@ class Translator(nn.Module):
         photo = self._photo_interior(lips, neutral, target, src, teeth_h)
         # Drawn upper teeth of full height where the photo showed under 0.2 of a tooth; where it
         # showed 0.4 of one or more, its own teeth are the whole teeth (no flat band below them).
-        own = ((photo.top_height / teeth_h - 0.2) / 0.2).clamp(0.0, 1.0)
+        # What shows between the photo's inner lips is taken for its teeth (or gap) only where it
+        # is not lip: a smile whose inner-lip points lie inside the lips gets drawn teeth.
+        trust = ((palette[:, 5, :1] - 0.1) / 0.1).clamp(0.0, 1.0)
+        own = ((photo.top_height / teeth_h - 0.2) / 0.2).clamp(0.0, 1.0) * trust
         drawn_h = own * photo.top_height + (1.0 - own) * teeth_h
         rgb = self._drawn_interior(lips, lateral, teeth_h, drawn_h, palette, iod)
         # (a pixel's worth of slack: the two gaps are measured slightly differently)
         wider = ((lips.bottom - lips.top - photo.gap - self.edge) / (2.0 * self.edge)).clamp(0.0, 1.0)
-        return rgb + photo.alpha[:, None] * (photo.rgb - rgb), inside, wider
+        return rgb + (photo.alpha * trust)[:, None] * (photo.rgb - rgb), inside, wider
 
     def _drawn_interior(
         self, lips: _Lips, lateral: Tensor, teeth_h: Tensor, upper_h: Tensor, palette: Tensor, iod: Tensor
@@ -574,7 +591,7 @@ class Translator(nn.Module):
         lid pixel d px above that line takes the skin ``LID_SKIN_FROM_IOD`` under the photo's
         lower lid and ``LID_SKIN_STRETCH``·d further down (lid and cheek skin, lit as a closed
         lid is, with the photo's texture; the lower lashes are left out), toned per eye by the
-        palette. neutral (B, N, 2), palette (B, 5, 3), src the per-frame source crops
+        palette. neutral (B, N, 2), palette (B, 6, 3), src the per-frame source crops
         (B, 3, S, S), iod the target's inter-ocular distance (B, 1). Both eyes are stacked on
         the batch axis, each over its own half of the pixels."""
         idx = self.eye_idx
@@ -656,7 +673,7 @@ class Translator(nn.Module):
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
         """P photos, K frames each (B = P·K; frame p·K + k shows photo p): image (P, 3, S, S),
-        flow_basis (P, N, G²), neutral (P, N, 2), palette (P, 5, 3), target (B, N, 2) →
+        flow_basis (P, N, G²), neutral (P, N, 2), palette (P, 6, 3), target (B, N, 2) →
         frames (B, 3, S, S) in [0, 1]. A 2-D flow_basis, neutral or palette is one photo's.
 
         One call renders frames of several photos (sessions) at once; the per-photo inputs are

@@ -49,7 +49,7 @@ class FrameInputs:
     image: Tensor  # (B, 3, S, S) source crops in [0, 1]
     flow_basis: Tensor  # (B, N, G²)
     neutral: Tensor  # (B, N, 2) neutral landmarks, crop pixels
-    palette: Tensor  # (B, 5, 3)
+    palette: Tensor  # (B, 6, 3)
     #: Motion retargeting onto each photo's face (``rt_smile.data.retarget``): (B, U, 936) and
     #: (B, 936, U); U = 0 when the generator moves the photo's face itself.
     motion_proj: Tensor

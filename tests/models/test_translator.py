@@ -212,6 +212,31 @@ def test_open_mouth_keeps_the_photos_teeth_at_their_size(sample_crop: FaceCrop, 
     assert moved.std() > 0.75 * teeth.std(), "their texture (gaps between teeth) should be kept"
 
 
+def test_lip_between_the_inner_lip_points_is_not_taken_for_teeth(sample_crop: FaceCrop) -> None:
+    """A smiling photo whose inner-lip points lie inside the lips (what shows between them is
+    lip, not teeth or a dark gap; here the sample with that part painted lip-coloured): its
+    open smile draws the upper teeth right under the upper lip, instead of carrying the lip
+    pixels down as the photo's own teeth."""
+    lm = sample_crop.landmarks
+    poly = np.concatenate([lm[list(topo.LIPS_INNER_UPPER)], lm[list(topo.LIPS_INNER_LOWER)][::-1]])
+    lips = np.zeros(sample_crop.image.shape[:2], np.uint8)
+    outer = np.concatenate([lm[list(topo.LIPS_OUTER_UPPER)], lm[list(topo.LIPS_OUTER_LOWER)][::-1]])
+    cv2.fillPoly(lips, [np.round(outer).astype(np.int32)], (1,))
+    inner = np.zeros_like(lips)
+    cv2.fillPoly(inner, [np.round(poly).astype(np.int32)], (1,))
+    image = sample_crop.image.copy()
+    lip_rgb = np.median(image[(lips > 0) & (inner == 0)], 0)
+    image[cv2.dilate(inner, np.ones((3, 3), np.uint8)) > 0] = lip_rgb
+    prior = prepare_face(image, lm)
+    assert float(prior.palette[5, 0]) < 0.1, "the painted mouth should read as lip"
+    target = apply_expression(lm, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
+    frame = _render(Translator(256), prior, target[None])[0].astype(np.float64)
+    luma = np.array([0.299, 0.587, 0.114])
+    x, y = round(float(target[13, 0])), round(float(target[13, 1]))
+    under_lip = frame[y + 2 : y + 6, x - 8 : x + 9] @ luma
+    assert under_lip.mean() > float(lip_rgb @ luma) + 30, (under_lip.mean(), lip_rgb)
+
+
 @pytest.fixture(scope="module")
 def closed_lips(detector: LandmarkDetector, other_face: NDArray[np.uint8]) -> tuple[FaceCrop, FacePrior]:
     """A neutral photo of another face whose lips are closed (no teeth to copy)."""

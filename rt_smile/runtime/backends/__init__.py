@@ -87,7 +87,7 @@ class StepBackend(Protocol):
         self, image: Tensor, flow_basis: Tensor, neutral: Tensor, target: Tensor, palette: Tensor
     ) -> Tensor:
         """Per row: image (B, 3, S, S), flow_basis (B, N, G²), neutral/target (B, N, 2),
-        palette (B, 5, 3) → frames (B, 3, S, S) in [0, 1]."""
+        palette (B, 6, 3) → frames (B, 3, S, S) in [0, 1]."""
         ...
 
     def synchronize(self) -> None:
