@@ -735,7 +735,7 @@ def render_pose(
     crop_config = CropConfig(size=size)
     crop = crop_face(rgb, face, crop_config)
     neutral = crop.landmarks[:NUM_LANDMARKS]
-    target = apply_expression(neutral, intensities)
+    target = apply_expression(neutral, intensities, crop.depth)
     prior = prepare_face(crop.image, neutral)
     timer.lap("crop and prepare")
     with torch.no_grad():
@@ -849,7 +849,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from rt_smile.face.align import align_to_canonical
+    from rt_smile.face.align import face_frame
     from rt_smile.face.topology import NUM_LANDMARKS
     from rt_smile.io.checkpoint import load_cmmnet
     from rt_smile.runtime.generate import (
@@ -867,8 +867,7 @@ def run_generate(args: argparse.Namespace) -> int:
     model = load_cmmnet(args.weights)
     rgb = read_photo(args.photo, args.max_pixels)
     face = find_face(rgb, _detector_config(args))
-    pts = face.points[:NUM_LANDMARKS]
-    neutral = align_to_canonical(pts).apply(pts)
+    neutral = face_frame(face.points[:NUM_LANDMARKS], face.depth[:NUM_LANDMARKS]).aligned
     frames = max(1, round(args.seconds * FPS))
     seqs = generate_landmarks(model, neutral, args.smile_class, args.modes, frames, args.seed)
     video, landmarks = render_modes(rgb, face, seqs, args.size, args.full_frame, progress=True)

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from rt_smile.errors import ExpressionError
 from rt_smile.face import topology as topo
-from rt_smile.face.align import align_to_canonical
+from rt_smile.face.align import face_frame
 
 Points = NDArray[np.float64]
 
@@ -225,17 +225,19 @@ class ExpressionBasis:
         return d
 
 
-def apply_expression(points: Points, intensities: Mapping[str, float]) -> Points:
+def apply_expression(
+    points: Points, intensities: Mapping[str, float], depth: NDArray[np.float64] | None = None
+) -> Points:
     """Target landmarks: ``intensities`` applied to a face's own landmarks (pixels in, pixels out).
 
     Works in any image frame (photo or crop); extra iris points (478) move with their eye lids'
-    centre and are otherwise kept.
+    centre and are otherwise kept. With the landmarks' MediaPipe ``depth`` (same pixels), the
+    fields are built on the face turned to the camera and turned back with it (``face_frame``).
     """
     pts = np.asarray(points, np.float64)
-    to_canon = align_to_canonical(pts[: topo.NUM_LANDMARKS])
-    aligned = to_canon.apply(pts[: topo.NUM_LANDMARKS])
-    d_aligned = ExpressionBasis.for_aligned(aligned).displacement(intensities)
-    linear = to_canon.inverse().matrix[:, :2]
+    n = topo.NUM_LANDMARKS
+    frame = face_frame(pts[:n], None if depth is None else np.asarray(depth, np.float64)[:n])
+    d_aligned = ExpressionBasis.for_aligned(frame.aligned).displacement(intensities)
     out = pts.copy()
-    out[: topo.NUM_LANDMARKS] += d_aligned @ linear.T
+    out[:n] += d_aligned @ frame.to_image.T
     return out

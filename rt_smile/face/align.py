@@ -75,6 +75,72 @@ def align_to_canonical(points: Points) -> Similarity:
     return fit_similarity(np.asarray(points)[idx], _template()[idx])
 
 
+@dataclass(frozen=True)
+class FaceFrame:
+    """A face's landmarks in the aligned frame with its head's yaw undone (``face_frame``), and
+    the linear map of aligned-frame displacements back into the frame the landmarks came in."""
+
+    #: (N, 2) landmarks, aligned frame (IOD units), as the face would be turned to the camera.
+    aligned: Points
+    #: (2, 2) aligned-frame displacement → displacement in the landmarks' own frame.
+    to_image: NDArray[np.float64]
+    #: The head's yaw that was undone, degrees (0 without depth).
+    yaw_deg: float
+
+
+#: Under this spread of depth (IOD) the landmarks are taken as flat: no depth to turn them by.
+_FLAT_DEPTH_IOD = 1e-3
+
+
+def face_frame(points: Points, depth: NDArray[np.float64] | None = None) -> FaceFrame:
+    """The aligned frame of a face, its head turned to the camera about the vertical axis.
+
+    The 2-D alignment (``align_to_canonical``) takes out position, scale and roll; a face
+    turned sideways still has its far half foreshortened there, so expression fields built on
+    it are misplaced, and the same displacement, mapped back by that similarity, moves a turned
+    face's points as far across the image as up and down. With MediaPipe's depth (pixels, as
+    ``FaceLandmarks.depth``), the head's yaw is fitted on the stable points against the
+    canonical model's, undone before aligning, and put back on the way out: displacements across
+    the face shrink by its cosine in the image, as a turned face's do. Without depth (or with a
+    flat one) this is the 2-D alignment. Pitch is left alone: MediaPipe reads a few degrees of
+    it even on frontal faces."""
+    pts = np.asarray(points, np.float64)
+    upright = align_to_canonical(pts)
+    flat = depth is None or np.ptp(np.asarray(depth)[: len(pts)]) * upright.scale < _FLAT_DEPTH_IOD
+    if flat:
+        return FaceFrame(upright.apply(pts), upright.inverse().matrix[:, :2], 0.0)
+    xyz = np.column_stack([upright.apply(pts), np.asarray(depth, np.float64)[: len(pts)] * upright.scale])
+    yaw = _yaw(xyz)
+    c, s = np.cos(yaw), np.sin(yaw)
+    # rotate by −yaw about the vertical axis (x' = c·x − s·z); y is unchanged
+    front = np.column_stack([c * xyz[:, 0] - s * xyz[:, 2], xyz[:, 1]])
+    to_front = align_to_canonical(front)
+    # aligned → frontal → turned back (x shrinks by cos yaw) → upright 2-D → image
+    back = upright.inverse().matrix[:, :2] @ np.diag([c, 1.0]) @ to_front.inverse().matrix[:, :2]
+    return FaceFrame(to_front.apply(front), back, float(np.degrees(yaw)))
+
+
+def _yaw(xyz: Points) -> float:
+    """Yaw (radians) of upright landmarks (N, 3: aligned x, y and depth away from the viewer)
+    against the canonical model, fitted on the stable points: the rotation about the vertical
+    axis that best turns the model's (x, z) onto theirs."""
+    idx = list(STABLE)
+    model = canonical_vertices()[idx][:, [0, 2]] * np.array([1.0, -1.0])  # x, z away from the viewer
+    model = model / _model_iod()
+    ours = xyz[idx][:, [0, 2]]
+    a, b = model - model.mean(0), ours - ours.mean(0)
+    # best rotation in the x-z plane: angle of the summed cross and dot products
+    cross = float((a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum())
+    dot = float((a * b).sum())
+    return float(np.arctan2(-cross, dot))
+
+
+@lru_cache(maxsize=1)
+def _model_iod() -> float:
+    v = canonical_vertices()
+    return float(np.linalg.norm(v[RIGHT_EYE_OUTER] - v[LEFT_EYE_OUTER]))
+
+
 def align_frames(points: Points) -> Points:
     """(T, N, 2) frames → the aligned canonical frame, each frame on its own stable points.
 
@@ -121,6 +187,8 @@ class FaceCrop:
     to_crop: Similarity
     #: (width, height) of the photo.
     photo_size: tuple[int, int]
+    #: (N,) MediaPipe's relative depth of the landmarks, in crop pixels (see ``face_frame``).
+    depth: NDArray[np.float64]
 
     @property
     def size(self) -> int:
@@ -154,7 +222,7 @@ def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = 
     )
     crop = np.asarray(crop_any, dtype=np.uint8)
     h, w = rgb.shape[:2]
-    return FaceCrop(crop, to_crop.apply(face.points), to_crop, (w, h))
+    return FaceCrop(crop, to_crop.apply(face.points), to_crop, (w, h), face.depth * to_crop.scale)
 
 
 def _feather_mask(size: int, feather: float) -> NDArray[np.float32]:

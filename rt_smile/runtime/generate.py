@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from rt_smile.config import CropConfig
 from rt_smile.data.sequences import CLASSES
 from rt_smile.errors import RtSmileError
-from rt_smile.face.align import FaceCrop, Similarity, align_to_canonical, crop_face, paste_back
+from rt_smile.face.align import crop_face, face_frame, paste_back
 from rt_smile.face.landmarks import FaceLandmarks
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet
@@ -80,10 +80,6 @@ def generate_landmarks(
     return motion.onto(seqs.flatten(0, 1)[:modes].double().numpy())
 
 
-def _aligned_to_crop(face: FaceLandmarks, crop: FaceCrop) -> Similarity:
-    return align_to_canonical(face.points[:NUM_LANDMARKS]).inverse().then(crop.to_crop)
-
-
 def render_modes(
     photo: NDArray[np.uint8],
     face: FaceLandmarks,
@@ -94,10 +90,10 @@ def render_modes(
 ) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
     """Frames (K, T, ...) and target landmarks (K, T, 468, 2) in frame pixels."""
     crop = crop_face(photo, face, CropConfig(size=size))
-    to_crop = _aligned_to_crop(face, crop)
-    neutral_aligned = align_to_canonical(face.points[:NUM_LANDMARKS]).apply(face.points[:NUM_LANDMARKS])
-    disp = sequences - neutral_aligned  # (K, T, 468, 2) aligned units
-    targets = crop.landmarks[None, None, :NUM_LANDMARKS] + disp @ to_crop.matrix[:, :2].T
+    frame = face_frame(face.points[:NUM_LANDMARKS], face.depth[:NUM_LANDMARKS])
+    to_crop = crop.to_crop.matrix[:, :2] @ frame.to_image  # aligned → crop pixels
+    disp = sequences - frame.aligned  # (K, T, 468, 2) aligned units
+    targets = crop.landmarks[None, None, :NUM_LANDMARKS] + disp @ to_crop.T
     prior = prepare_face(crop.image, crop.landmarks)
     translator = Translator(size)
     k, t = targets.shape[:2]

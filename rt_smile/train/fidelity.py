@@ -121,7 +121,7 @@ class ClosedLoop:
         self._config = detector_config
 
     def render(self, intensities: Mapping[str, float]) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
-        target = apply_expression(self.crop.landmarks, intensities)[: topo.NUM_LANDMARKS]
+        target = apply_expression(self.crop.landmarks, intensities, self.crop.depth)[: topo.NUM_LANDMARKS]
         with torch.inference_mode():
             out = self.translator.render(self.prior, torch.from_numpy(target[None]).float())
         frame = (out[0].permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)

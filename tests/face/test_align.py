@@ -15,6 +15,7 @@ from rt_smile.face.align import (
     align_to_canonical,
     canonical_template,
     crop_face,
+    face_frame,
     fit_similarity,
     paste_back,
 )
@@ -142,3 +143,62 @@ def test_paste_back_only_touches_the_crop(photo: NDArray[np.uint8], sample_face:
     # The centre of the face is fully replaced; the feathered border only partly.
     cx, cy = np.round(crop.to_crop.inverse().apply(np.array([128.0, 128.0]))).astype(int)
     assert (pasted[cy, cx] == 0).all()
+
+
+def _turned_model(yaw_deg: float, roll_deg: float = 0.0) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """MediaPipe's canonical face turned by ``yaw_deg`` about its vertical axis, then rolled in
+    the image plane, seen orthographically: (468, 2) pixels and (468,) depth away from the
+    viewer, in the same pixels."""
+    v = topo.canonical_vertices() * np.array([1.0, -1.0, -1.0])  # x right, y down, z away
+    a = np.deg2rad(yaw_deg)
+    c, s = np.cos(a), np.sin(a)
+    x, z = c * v[:, 0] + s * v[:, 2], -s * v[:, 0] + c * v[:, 2]
+    xy = _similarity(20.0, roll_deg, 256.0, 240.0).apply(np.column_stack([x, v[:, 1]]))
+    return xy, 20.0 * z
+
+
+@pytest.mark.parametrize("yaw", [-30.0, 0.0, 25.0])
+def test_face_frame_turns_a_turned_face_back(yaw: float) -> None:
+    """The canonical face turned sideways (and rolled): its yaw is recovered, and its aligned
+    landmarks are the canonical face's again, where the 2-D alignment leaves the far half
+    squeezed."""
+    xy, depth = _turned_model(yaw, roll_deg=12.0)
+    frame = face_frame(xy, depth)
+    assert frame.yaw_deg == pytest.approx(yaw, abs=0.5)
+    error = np.abs(frame.aligned - canonical_template())
+    assert error.mean() < 0.005 and error.max() < 0.04
+    if yaw:  # the 2-D alignment: 0.04-0.05 IOD off on average, up to 0.4-0.5
+        flat = align_to_canonical(xy).apply(xy)
+        assert np.abs(flat - canonical_template()).mean() > 8 * error.mean()
+
+
+def test_turned_face_moves_less_across_and_as_much_up() -> None:
+    """A displacement in the aligned frame lands on the turned face shortened across the face
+    by the cosine of the yaw and whole along it (the 2-D alignment, a similarity, scales both
+    alike)."""
+    front_xy, front_z = _turned_model(0.0)
+    turned_xy, turned_z = _turned_model(40.0)
+    front, turned = face_frame(front_xy, front_z), face_frame(turned_xy, turned_z)
+    across = turned.to_image @ [1.0, 0.0] / np.linalg.norm(front.to_image @ [1.0, 0.0])
+    along = turned.to_image @ [0.0, 1.0] / np.linalg.norm(front.to_image @ [0.0, 1.0])
+    assert np.linalg.norm(across) == pytest.approx(np.cos(np.deg2rad(40.0)), abs=0.02)
+    assert np.linalg.norm(along) == pytest.approx(1.0, abs=0.02)
+    flat = align_to_canonical(turned_xy).inverse().matrix[:, :2]
+    assert np.linalg.norm(flat @ [1.0, 0.0]) == pytest.approx(np.linalg.norm(flat @ [0.0, 1.0]))
+
+
+def test_face_frame_without_depth_is_the_2d_alignment(sample_face: FaceLandmarks) -> None:
+    pts = sample_face.points[:468]
+    to_canon = align_to_canonical(pts)
+    for depth in (None, np.zeros(468)):
+        frame = face_frame(pts, depth)
+        assert frame.yaw_deg == 0.0
+        assert np.array_equal(frame.aligned, to_canon.apply(pts))
+        assert np.array_equal(frame.to_image, to_canon.inverse().matrix[:, :2])
+
+
+def test_the_frontal_sample_is_hardly_turned(sample_face: FaceLandmarks) -> None:
+    frame = face_frame(sample_face.points[:468], sample_face.depth[:468])
+    assert abs(frame.yaw_deg) < 3.0
+    flat = align_to_canonical(sample_face.points[:468]).apply(sample_face.points[:468])
+    assert np.abs(frame.aligned - flat).mean() < 0.01
