@@ -5,7 +5,9 @@
 `benchmarks/closed_loop.py` follows a few photos in detail; this runs the same checks (issue 2's
 closed-loop criteria) on every photo in PHOTO_DIR with one face and records, per photo, each
 measure and whether it passes, and how many photos pass each check: all of them, and the
-near-frontal ones (head turned by under about 15°, from MediaPipe's own depth of the cheeks).
+near-frontal ones (head turned by under 15°: the yaw ``face_frame`` undoes). A moved-point
+ratio where the expression moved nothing (eyes already shut in the photo) counts as not
+applicable.
 Metrics only: no render is written. Photos the project may not ship stay outside it; the JSON
 names each file and its size, so a run can be repeated on the same files. Writes
 benchmarks/results/closed_loop_survey_SIZE.json and .png by default.
@@ -19,17 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
 from closed_loop import evaluate
 
 from rt_smile.config import DetectorConfig
+from rt_smile.face.align import face_frame
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, make_detector
 from rt_smile.io.images import load_image
 
@@ -39,9 +38,6 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 #: Faces smaller than this (IOD, source pixels) are left out: under 24 the engine refuses them,
 #: and a few pixels more leave MediaPipe little to read.
 MIN_IOD_PX = 40.0
-#: Cheek points either side of the face (MediaPipe face mesh): their depth difference against
-#: their distance across the image gives the head's yaw.
-CHEEKS = (234, 454)
 #: Upper and lower mid-lid points of the subject's right and left eye (the blink check's pairs).
 LIDS = ((159, 145), (386, 374))
 NEAR_FRONTAL_YAW_DEG = 15.0
@@ -60,13 +56,6 @@ CRITERIA: dict[str, tuple[str, float, str]] = {
     "AU45 1: both lid gaps, vertical part": ("eyelid_gap_vertical_part_AU45_1", 0.3, "max"),
     "AU25 0.7 + AU26 0.4: lips open": ("inner_lip_opening_iod_AU25_0.7_AU26_0.4", 0.08, "min"),
 }
-
-
-def yaw_degrees(face: FaceLandmarks) -> float:
-    """Head yaw from MediaPipe's relative depth of the two cheeks (0 for a frontal face)."""
-    dz = float(face.depth[CHEEKS[1]] - face.depth[CHEEKS[0]])
-    dx = float(np.linalg.norm(face.points[CHEEKS[1]] - face.points[CHEEKS[0]]))
-    return float(np.degrees(np.arctan2(dz, dx)))
 
 
 def lid_pairs(face: FaceLandmarks) -> list[dict[str, float]]:
@@ -94,32 +83,42 @@ def measures(entry: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def verdicts(m: dict[str, float]) -> dict[str, bool]:
-    return {
-        name: bool(m[key] <= limit if kind == "max" else m[key] >= limit)
-        for name, (key, limit, kind) in CRITERIA.items()
-    }
+def verdicts(m: dict[str, float], moved: dict[str, int]) -> dict[str, bool | None]:
+    """Pass or fail per check; None (not applicable) for a moved-point ratio where the
+    expression moved no point by 0.02 IOD (eyes already shut in the photo: nothing to close)."""
+    out: dict[str, bool | None] = {}
+    for name, (key, limit, kind) in CRITERIA.items():
+        expression, _, measure = key.partition(".")
+        if measure == "moved_error_ratio" and moved[expression] == 0:
+            out[name] = None
+        else:
+            out[name] = bool(m[key] <= limit if kind == "max" else m[key] >= limit)
+    return out
 
 
-def survey_photo(path: Path, detector: LandmarkDetector, size: int) -> dict[str, Any] | None:
-    """One photo's row, or None (with a line on stderr) where it is left out."""
+def survey_photo(path: Path, detector: LandmarkDetector, size: int) -> dict[str, Any]:
+    """One photo's row; ``{"photo", "left_out"}`` (and a line on stderr) where it is left out."""
     photo = load_image(path)
     faces = detector.detect_all(photo)
     if len(faces) != 1 or faces[0].iod < MIN_IOD_PX:
         small = f", IOD {faces[0].iod:.0f} px" if len(faces) == 1 else ""
-        print(f"left out {path.name}: {len(faces)} faces{small}", file=sys.stderr)
-        return None
+        reason = f"{len(faces)} faces{small}"
+        print(f"left out {path.name}: {reason}", file=sys.stderr)
+        return {"photo": path.name, "left_out": reason}
     entry, _ = evaluate(path.name, photo, detector, size)
     m = measures(entry)
+    moved = {e["expression"]: e["moved_points"] for e in entry["expressions"]}
+    face = faces[0]
     return {
         "photo": path.name,
         "bytes": path.stat().st_size,
-        "iod_px": round(faces[0].iod, 1),
-        "yaw_deg": round(yaw_degrees(faces[0]), 1),
+        "iod_px": round(face.iod, 1),
+        # the yaw the expressions undo (rt_smile.face.align.face_frame)
+        "yaw_deg": round(face_frame(face.points[:468], face.depth[:468]).yaw_deg, 1),
         "neutral_error_iod": entry["expressions"][0]["mean_error_iod"],
         "lid_pairs_photo_iod": lid_pairs(faces[0]),
         "measures": {k: round(v, 4) for k, v in m.items()},
-        "passes": verdicts(m),
+        "passes": verdicts(m, moved),
     }
 
 
@@ -127,8 +126,11 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     def count(sel: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "photos": len(sel),
-            "all checks": sum(all(r["passes"].values()) for r in sel),
-            **{name: sum(r["passes"][name] for r in sel) for name in CRITERIA},
+            "all checks": sum(all(v is not False for v in r["passes"].values()) for r in sel),
+            **{name: sum(r["passes"][name] is True for r in sel) for name in CRITERIA},
+            "not applicable": {
+                name: n for name in CRITERIA if (n := sum(r["passes"][name] is None for r in sel))
+            },
         }
 
     frontal = [r for r in rows if abs(r["yaw_deg"]) < NEAR_FRONTAL_YAW_DEG]
@@ -147,18 +149,23 @@ def closed_eyes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     groups = list(result["summary"].items())
     names = list(CRITERIA)
     fig, ax = plt.subplots(figsize=(8.5, 5.0))
     width = 0.8 / len(groups)
     for i, (group, counts) in enumerate(groups):
-        share = [counts[n] / max(counts["photos"], 1) for n in names]
+        share = [counts[n] / max(counts["photos"] - counts["not applicable"].get(n, 0), 1) for n in names]
         label = f"{group}: {counts['photos']} photos"
         ax.barh(np.arange(len(names)) + i * width, share, height=width, label=label)
     ax.set_yticks(np.arange(len(names)) + 0.4 - width / 2, names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of photos that pass")
+    ax.set_xlabel("share of photos that pass (of those where the check applies)")
     ax.set_title(f"Closed-loop checks on unseen photos ({result['size']}²)", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=len(groups))
     fig.tight_layout()
@@ -177,7 +184,8 @@ def main() -> None:
     if not files:
         parser.error(f"no photos in {args.photos}")
     detector = make_detector(DetectorConfig(face="largest"))
-    rows = [r for f in files if (r := survey_photo(f, detector, args.size)) is not None]
+    found = [survey_photo(f, detector, args.size) for f in files]
+    rows = [r for r in found if "left_out" not in r]
     result = {
         "benchmark": "closed_loop_survey",
         "machine": machine_info(),
@@ -186,6 +194,7 @@ def main() -> None:
         "criteria": {n: {"measure": k, "limit": lim, "kind": kind} for n, (k, lim, kind) in CRITERIA.items()},
         "summary": summary(rows),
         "closed_eyes_in_photos": closed_eyes(rows),
+        "left_out": [r for r in found if "left_out" in r],
         "photos": rows,
     }
     out = args.out or RESULTS / f"closed_loop_survey_{args.size}.json"

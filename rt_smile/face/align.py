@@ -90,6 +90,8 @@ class FaceFrame:
 
 #: Under this spread of depth (IOD) the landmarks are taken as flat: no depth to turn them by.
 _FLAT_DEPTH_IOD = 1e-3
+#: The most yaw undone (radians); MediaPipe's mesh itself is unreliable beyond about this.
+_MAX_YAW = np.deg2rad(60.0)
 
 
 def face_frame(points: Points, depth: NDArray[np.float64] | None = None) -> FaceFrame:
@@ -102,15 +104,18 @@ def face_frame(points: Points, depth: NDArray[np.float64] | None = None) -> Face
     ``FaceLandmarks.depth``), the head's yaw is fitted on the stable points against the
     canonical model's, undone before aligning, and put back on the way out: displacements across
     the face shrink by its cosine in the image, as a turned face's do. Without depth (or with a
-    flat one) this is the 2-D alignment. Pitch is left alone: MediaPipe reads a few degrees of
+    flat or non-finite one) this is the 2-D alignment. The yaw is fitted after the 2-D
+    alignment has levelled the face, which on a turned face reads a degree or two of false
+    roll (the stable points' depth correlates with their height), so the map is off by 2-3 % of
+    a displacement at 35-40° of yaw. Pitch is left alone: MediaPipe reads a few degrees of
     it even on frontal faces."""
     pts = np.asarray(points, np.float64)
     upright = align_to_canonical(pts)
-    flat = depth is None or np.ptp(np.asarray(depth)[: len(pts)]) * upright.scale < _FLAT_DEPTH_IOD
-    if flat:
+    z = None if depth is None else np.asarray(depth, np.float64)[: len(pts)] * upright.scale
+    if z is None or not np.isfinite(z).all() or np.ptp(z) < _FLAT_DEPTH_IOD:
         return FaceFrame(upright.apply(pts), upright.inverse().matrix[:, :2], 0.0)
-    xyz = np.column_stack([upright.apply(pts), np.asarray(depth, np.float64)[: len(pts)] * upright.scale])
-    yaw = _yaw(xyz)
+    xyz = np.column_stack([upright.apply(pts), z])
+    yaw = float(np.clip(_yaw(xyz), -_MAX_YAW, _MAX_YAW))
     c, s = np.cos(yaw), np.sin(yaw)
     # rotate by −yaw about the vertical axis (x' = c·x − s·z); y is unchanged
     front = np.column_stack([c * xyz[:, 0] - s * xyz[:, 2], xyz[:, 1]])

@@ -237,7 +237,8 @@ def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.fl
 def _interior_share(px: NDArray[np.float64], lip_lum: float) -> float:
     """Share of the pixels between the photo's inner lips that show the mouth's interior:
     brighter than the lips (teeth) or much darker (the cavity); the rest is lip, where
-    MediaPipe's inner-lip points sit inside the lips of a smiling mouth. 1 for closed lips."""
+    MediaPipe's inner-lip points sit inside the lips of a smiling mouth. 1 where fewer than 8
+    pixels lie between them (closed lips: nothing is carried then anyway)."""
     if len(px) < 8:
         return 1.0
     lum = px @ _LUMA

@@ -34,6 +34,7 @@ def test_survey_counts_the_photos_with_one_face(tmp_path: Path, inputs: Inputs) 
     assert "left out small.png: 1 faces, IOD" in run.stderr
     result = json.loads(out.read_text())
     assert [r["photo"] for r in result["photos"]] == ["sample.png"]
+    assert [r["photo"] for r in result["left_out"]] == ["small.png", "two.png"]
     row = result["photos"][0]
     assert all(row["passes"].values()), row["passes"]
     assert abs(row["yaw_deg"]) < 10.0

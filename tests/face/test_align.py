@@ -8,6 +8,7 @@ import pytest
 from numpy.typing import NDArray
 
 from rt_smile.config import CropConfig, DetectorConfig
+from rt_smile.data.expressions import apply_expression
 from rt_smile.face import topology as topo
 from rt_smile.face.align import (
     Similarity,
@@ -183,14 +184,47 @@ def test_turned_face_moves_less_across_and_as_much_up() -> None:
     along = turned.to_image @ [0.0, 1.0] / np.linalg.norm(front.to_image @ [0.0, 1.0])
     assert np.linalg.norm(across) == pytest.approx(np.cos(np.deg2rad(40.0)), abs=0.02)
     assert np.linalg.norm(along) == pytest.approx(1.0, abs=0.02)
-    flat = align_to_canonical(turned_xy).inverse().matrix[:, :2]
-    assert np.linalg.norm(flat @ [1.0, 0.0]) == pytest.approx(np.linalg.norm(flat @ [0.0, 1.0]))
+
+
+def test_a_turned_face_smiles_shortened_across() -> None:
+    """The lip-corner pull on the canonical face turned by 40°: its corners move across the
+    image by cos 40° of what they move on the face seen from the front, and up as much, both
+    corners alike. Without depth (2-D alignment) the fields are built on the squeezed face and
+    the two corners rise by different amounts."""
+    front_xy, front_z = _turned_model(0.0)
+    turned_xy, turned_z = _turned_model(40.0)
+    smile = {"AU12": 1.0}
+    corners = [61, 291]
+    front = (apply_expression(front_xy, smile, front_z) - front_xy)[corners]
+    turned = (apply_expression(turned_xy, smile, turned_z) - turned_xy)[corners]
+    flat = (apply_expression(turned_xy, smile) - turned_xy)[corners]
+    np.testing.assert_allclose(
+        np.abs(turned[:, 0]), np.cos(np.deg2rad(40.0)) * np.abs(front[:, 0]), rtol=0.08
+    )
+    np.testing.assert_allclose(turned[:, 1], front[:, 1], rtol=0.08)
+    assert abs(turned[0, 1] - turned[1, 1]) < 0.02 * abs(front[0, 1])
+    assert abs(flat[0, 1] - flat[1, 1]) > 0.05 * abs(front[0, 1])
+
+
+def test_expression_in_the_crop_is_the_photos_mapped(
+    photo: NDArray[np.uint8], sample_face: FaceLandmarks
+) -> None:
+    """The crop's depth is the photo's in crop pixels: the expression applied in the crop is
+    the one applied in the photo, mapped into the crop."""
+    crop = crop_face(photo, sample_face, CropConfig(size=256))
+    smile = {"AU12": 0.9, "AU25": 0.5, "AU45R": 1.0}
+    in_crop = apply_expression(crop.landmarks[:468], smile, crop.depth[:468])
+    in_photo = apply_expression(sample_face.points[:468], smile, sample_face.depth[:468])
+    np.testing.assert_allclose(in_crop, crop.to_crop.apply(in_photo), atol=1e-6)
 
 
 def test_face_frame_without_depth_is_the_2d_alignment(sample_face: FaceLandmarks) -> None:
+    """No depth, a flat one, or one with a NaN in it: the 2-D alignment."""
     pts = sample_face.points[:468]
     to_canon = align_to_canonical(pts)
-    for depth in (None, np.zeros(468)):
+    broken = sample_face.depth[:468].copy()
+    broken[5] = np.nan
+    for depth in (None, np.zeros(468), broken):
         frame = face_frame(pts, depth)
         assert frame.yaw_deg == 0.0
         assert np.array_equal(frame.aligned, to_canon.apply(pts))
