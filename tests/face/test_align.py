@@ -165,12 +165,12 @@ def test_face_frame_turns_a_turned_face_back(yaw: float) -> None:
     squeezed."""
     xy, depth = _turned_model(yaw, roll_deg=12.0)
     frame = face_frame(xy, depth)
-    assert frame.yaw_deg == pytest.approx(yaw, abs=0.5)
+    assert frame.yaw_deg == pytest.approx(yaw, abs=0.1)
     error = np.abs(frame.aligned - canonical_template())
-    assert error.mean() < 0.005 and error.max() < 0.04
+    assert error.mean() < 0.001 and error.max() < 0.005
     if yaw:  # the 2-D alignment: 0.04-0.05 IOD off on average, up to 0.4-0.5
         flat = align_to_canonical(xy).apply(xy)
-        assert np.abs(flat - canonical_template()).mean() > 8 * error.mean()
+        assert np.abs(flat - canonical_template()).mean() > 30 * error.mean()
 
 
 def test_turned_face_moves_less_across_and_as_much_up() -> None:
@@ -182,8 +182,8 @@ def test_turned_face_moves_less_across_and_as_much_up() -> None:
     front, turned = face_frame(front_xy, front_z), face_frame(turned_xy, turned_z)
     across = turned.to_image @ [1.0, 0.0] / np.linalg.norm(front.to_image @ [1.0, 0.0])
     along = turned.to_image @ [0.0, 1.0] / np.linalg.norm(front.to_image @ [0.0, 1.0])
-    assert np.linalg.norm(across) == pytest.approx(np.cos(np.deg2rad(40.0)), abs=0.02)
-    assert np.linalg.norm(along) == pytest.approx(1.0, abs=0.02)
+    assert np.linalg.norm(across) == pytest.approx(np.cos(np.deg2rad(40.0)), rel=0.005)
+    assert np.linalg.norm(along) == pytest.approx(1.0, rel=0.005)
 
 
 def test_a_turned_face_smiles_shortened_across() -> None:
@@ -199,9 +199,9 @@ def test_a_turned_face_smiles_shortened_across() -> None:
     turned = (apply_expression(turned_xy, smile, turned_z) - turned_xy)[corners]
     flat = (apply_expression(turned_xy, smile) - turned_xy)[corners]
     np.testing.assert_allclose(
-        np.abs(turned[:, 0]), np.cos(np.deg2rad(40.0)) * np.abs(front[:, 0]), rtol=0.08
+        np.abs(turned[:, 0]), np.cos(np.deg2rad(40.0)) * np.abs(front[:, 0]), rtol=0.03
     )
-    np.testing.assert_allclose(turned[:, 1], front[:, 1], rtol=0.08)
+    np.testing.assert_allclose(turned[:, 1], front[:, 1], rtol=0.01)
     assert abs(turned[0, 1] - turned[1, 1]) < 0.02 * abs(front[0, 1])
     assert abs(flat[0, 1] - flat[1, 1]) > 0.05 * abs(front[0, 1])
 
