@@ -105,55 +105,49 @@ def face_frame(points: Points, depth: NDArray[np.float64] | None = None) -> Face
     canonical model's, undone before aligning, and put back on the way out: displacements across
     the face shrink by its cosine in the image, as a turned face's do. Without depth (or with a
     flat or non-finite one) this is the 2-D alignment. The 2-D fit of a turned face reads a
-    degree or two of false roll (the stable points' depth correlates with their height), so a
-    second pass levels the face by the roll the first one left and fits the yaw again: on the
-    canonical face turned by 40° the yaw comes back within 0.1° and the map within 0.2 %.
+    degree or two of false roll (the stable points' depth correlates with their height), so the
+    roll, the yaw and the pitch are fitted together in 3-D (``_roll_and_yaw``) and the roll is
+    taken out before the yaw is undone.
     Pitch is left alone: undoing it as well cost some faces their parted lips (docs)."""
     pts = np.asarray(points, np.float64)
     upright = align_to_canonical(pts)
     z = None if depth is None else np.asarray(depth, np.float64)[: len(pts)] * upright.scale
     if z is None or not np.isfinite(z).all() or np.ptp(z) < _FLAT_DEPTH_IOD:
         return FaceFrame(upright.apply(pts), upright.inverse().matrix[:, :2], 0.0)
-    level = np.eye(2)
-    for _ in range(2):
-        # the second pass first takes out the roll that the first pass's frontal alignment found
-        # left over: the 2-D fit of a turned face tilts it a little
-        xyz = np.column_stack([upright.apply(pts) @ level.T, z])
-        yaw = float(np.clip(_yaw(xyz), -_MAX_YAW, _MAX_YAW))
-        c, s = np.cos(yaw), np.sin(yaw)
-        # rotate by −yaw about the vertical axis (x' = c·x − s·z); y is unchanged
-        front = np.column_stack([c * xyz[:, 0] - s * xyz[:, 2], xyz[:, 1]])
-        to_front = align_to_canonical(front)
-        used, level = level, _rotation_of(to_front.matrix[:, :2]) @ level
+    upright_pts = upright.apply(pts)
+    roll, yaw = _roll_and_yaw(np.column_stack([upright_pts, z]))
+    yaw = float(np.clip(yaw, -_MAX_YAW, _MAX_YAW))
+    level = _rotation(-roll)
+    c, s = np.cos(yaw), np.sin(yaw)
+    levelled = upright_pts @ level.T
+    # rotate by −yaw about the vertical axis (x' = c·x − s·z); y is unchanged
+    front = np.column_stack([c * levelled[:, 0] - s * z, levelled[:, 1]])
+    to_front = align_to_canonical(front)
     # aligned → frontal → turned back (x shrinks by cos yaw) → unlevelled → upright 2-D → image
-    back = upright.inverse().matrix[:, :2] @ used.T @ np.diag([c, 1.0]) @ to_front.inverse().matrix[:, :2]
+    back = upright.inverse().matrix[:, :2] @ level.T @ np.diag([c, 1.0]) @ to_front.inverse().matrix[:, :2]
     return FaceFrame(to_front.apply(front), back, float(np.degrees(yaw)))
 
 
-def _rotation_of(linear: NDArray[np.float64]) -> NDArray[np.float64]:
-    """The rotation part of a 2×2 similarity's linear map."""
-    return linear / np.sqrt(abs(np.linalg.det(linear)))
+def _rotation(angle: float) -> NDArray[np.float64]:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s], [s, c]])
 
 
-def _yaw(xyz: Points) -> float:
-    """Yaw (radians) of upright landmarks (N, 3: aligned x, y and depth away from the viewer)
-    against the canonical model, fitted on the stable points: the rotation about the vertical
-    axis that best turns the model's (x, z) onto theirs."""
+def _roll_and_yaw(xyz: Points) -> tuple[float, float]:
+    """Roll and yaw (radians) of upright landmarks (N, 3: aligned x, y and depth away from the
+    viewer): the rotation that best turns the canonical model's stable points onto theirs
+    (3-D, least squares), split as roll · yaw · pitch (about the view axis, then the vertical,
+    then the horizontal one). Fitting all three together keeps a head that is tilted up or down
+    from reading as rolled."""
     idx = list(STABLE)
-    model = canonical_vertices()[idx][:, [0, 2]] * np.array([1.0, -1.0])  # x, z away from the viewer
-    model = model / _model_iod()
-    ours = xyz[idx][:, [0, 2]]
-    a, b = model - model.mean(0), ours - ours.mean(0)
-    # best rotation in the x-z plane: angle of the summed cross and dot products
-    cross = float((a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]).sum())
-    dot = float((a * b).sum())
-    return float(np.arctan2(-cross, dot))
-
-
-@lru_cache(maxsize=1)
-def _model_iod() -> float:
-    v = canonical_vertices()
-    return float(np.linalg.norm(v[RIGHT_EYE_OUTER] - v[LEFT_EYE_OUTER]))
+    model = canonical_vertices()[idx] * np.array([1.0, -1.0, -1.0])  # y down, z away from the viewer
+    a, b = model - model.mean(0), xyz[idx] - xyz[idx].mean(0)
+    u, _, vt = np.linalg.svd(b.T @ a)
+    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    r = u @ d @ vt  # b ≈ s · r @ a
+    yaw = float(np.arcsin(np.clip(-r[2, 0], -1.0, 1.0)))
+    roll = float(np.arctan2(r[1, 0], r[0, 0]))
+    return roll, yaw
 
 
 def align_frames(points: Points) -> Points:
