@@ -25,9 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
-from closed_loop import evaluate
+from closed_loop import LIDS, evaluate
 
 from rt_smile.config import DetectorConfig
+from rt_smile.face import topology as topo
 from rt_smile.face.align import face_frame
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, make_detector
 from rt_smile.io.images import load_image
@@ -38,8 +39,6 @@ SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 #: Faces smaller than this (IOD, source pixels) are left out: under 24 the engine refuses them,
 #: and a few pixels more leave MediaPipe little to read.
 MIN_IOD_PX = 40.0
-#: Upper and lower mid-lid points of the subject's right and left eye (the blink check's pairs).
-LIDS = ((159, 145), (386, 374))
 NEAR_FRONTAL_YAW_DEG = 15.0
 CLOSED_ACROSS_IOD = 0.03
 
@@ -62,7 +61,7 @@ def lid_pairs(face: FaceLandmarks) -> list[dict[str, float]]:
     """Per eye, lower-lid point minus upper-lid point (145 − 159, 374 − 386) as the photo's own
     detection has them, in IOD: along the eye axis (33 → 263) and across it. A closed eye has
     ``across`` near 0; ``along`` is how far MediaPipe keeps the pair apart sideways."""
-    axis = (face.points[263] - face.points[33]) / face.iod
+    axis = (face.points[topo.LEFT_EYE_OUTER] - face.points[topo.RIGHT_EYE_OUTER]) / face.iod
     axis /= np.linalg.norm(axis)
     normal = np.array([-axis[1], axis[0]])
     out = []
@@ -116,7 +115,7 @@ def survey_photo(path: Path, detector: LandmarkDetector, size: int) -> dict[str,
         # the yaw the expressions undo (rt_smile.face.align.face_frame)
         "yaw_deg": round(face_frame(face.points[:468], face.depth[:468]).yaw_deg, 1),
         "neutral_error_iod": entry["expressions"][0]["mean_error_iod"],
-        "lid_pairs_photo_iod": lid_pairs(faces[0]),
+        "lid_pairs_photo_iod": lid_pairs(face),
         "measures": {k: round(v, 4) for k, v in m.items()},
         "passes": verdicts(m, moved),
     }
