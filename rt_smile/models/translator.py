@@ -225,12 +225,11 @@ def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.fl
     hw = (int(image.shape[0]), int(image.shape[1]))
     rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
     teeth = _teeth_color(rgb, hw, lm)
-    inner = _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
-    outer = _eye_polygon(lm, topo.LIPS_OUTER_UPPER, topo.LIPS_OUTER_LOWER)
-    lips = _polygon_mask(hw, outer) & ~_polygon_mask(hw, inner)
+    inner = _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER))
+    lips = _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_OUTER_UPPER, topo.LIPS_OUTER_LOWER)) & ~inner
     lip = rgb[lips.ravel()].mean(0) if lips.sum() > 8 else np.array([0.6, 0.3, 0.3])
     cavity = lip * np.array([0.32, 0.18, 0.18])
-    share = _interior_share(rgb[_polygon_mask(hw, inner).ravel()], float(lip @ _LUMA))
+    share = _interior_share(rgb[inner.ravel()], float(lip @ _LUMA))
     return np.concatenate([np.stack([teeth, cavity]), _lid_colors(rgb, hw, lm), np.full((1, 3), share)])
 
 
