@@ -219,3 +219,21 @@ def test_a_model_with_mode_noise_gives_each_mode_its_own_draw(face: PreparedFace
     assert consts.shape == (4, 32 + 8) and consts[:, 32:].std(0).min() > 0.1, "one draw per mode"
     got = engine._smile_offsets([s])[s.id]  # (K, 468, 2)
     assert np.abs(got[0] - got[1]).max() > 1e-4, "the modes differ"
+
+
+def test_the_photo_is_prepared_in_the_frame_of_the_face_turned_to_the_camera(sample_file, detector) -> None:
+    """The generator's condition and the smile-to-crop map come from ``face_frame`` with the
+    detection's depth (the sample is turned by under a degree, so they differ from the 2-D
+    alignment's only a little, but they do)."""
+    from rt_smile.face.align import face_frame
+    from rt_smile.face.landmarks import detect_face
+    from rt_smile.runtime.engine import prepare_landmarks
+
+    photo = load_image(sample_file)
+    found = detect_face(photo, detector=detector)
+    prepared = prepare_landmarks(photo, found, 256)
+    frame = face_frame(found.points[:468], found.depth[:468])
+    np.testing.assert_allclose(prepared.neutral_aligned, frame.aligned, atol=1e-12)
+    np.testing.assert_allclose(prepared.aligned_to_crop, prepared.crop.to_crop.matrix[:, :2] @ frame.to_image)
+    flat = face_frame(found.points[:468])
+    assert np.abs(prepared.neutral_aligned - flat.aligned).max() > 1e-3
