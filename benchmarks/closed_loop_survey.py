@@ -29,7 +29,7 @@ from closed_loop import LIDS, evaluate
 
 from rt_smile.config import DetectorConfig
 from rt_smile.face import topology as topo
-from rt_smile.face.align import face_frame
+from rt_smile.face.align import frame_of
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, make_detector
 from rt_smile.io.images import load_image
 
@@ -113,7 +113,7 @@ def survey_photo(path: Path, detector: LandmarkDetector, size: int) -> dict[str,
         "bytes": path.stat().st_size,
         "iod_px": round(face.iod, 1),
         # the yaw the expressions undo (rt_smile.face.align.face_frame)
-        "yaw_deg": round(face_frame(face.points[:468], face.depth[:468]).yaw_deg, 1),
+        "yaw_deg": round(frame_of(face).yaw_deg, 1),
         "neutral_error_iod": entry["expressions"][0]["mean_error_iod"],
         "lid_pairs_photo_iod": lid_pairs(face),
         "measures": {k: round(v, 4) for k, v in m.items()},

@@ -29,7 +29,7 @@ from _machine import machine_info
 
 from rt_smile.cli import main as cli_main
 from rt_smile.config import DetectorConfig
-from rt_smile.face.align import face_frame
+from rt_smile.face.align import frame_of
 from rt_smile.face.landmarks import LandmarkDetector, detect_face, make_detector
 from rt_smile.io.checkpoint import default_weights_path, load_cmmnet, read_info
 from rt_smile.io.images import load_image
@@ -89,7 +89,7 @@ def video_round_trip(photo: Path, detector: LandmarkDetector, weights: Path) -> 
 def photo_neutral(path: Path, detector: LandmarkDetector) -> np.ndarray:  # type: ignore[type-arg]
     """The photo's aligned neutral landmarks (468, 2), as ``rt-smile generate`` has them."""
     face = detect_face(load_image(path), DetectorConfig(), detector)
-    return face_frame(face.points[:468], face.depth[:468]).aligned
+    return frame_of(face).aligned
 
 
 def ablation_args(doc: str | None, json_name: str) -> tuple[list[Path], Path, Path]:

@@ -849,8 +849,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from rt_smile.face.align import face_frame
-    from rt_smile.face.topology import NUM_LANDMARKS
+    from rt_smile.face.align import frame_of
     from rt_smile.io.checkpoint import load_cmmnet
     from rt_smile.runtime.generate import (
         FPS,
@@ -867,7 +866,7 @@ def run_generate(args: argparse.Namespace) -> int:
     model = load_cmmnet(args.weights)
     rgb = read_photo(args.photo, args.max_pixels)
     face = find_face(rgb, _detector_config(args))
-    neutral = face_frame(face.points[:NUM_LANDMARKS], face.depth[:NUM_LANDMARKS]).aligned
+    neutral = frame_of(face).aligned
     frames = max(1, round(args.seconds * FPS))
     seqs = generate_landmarks(model, neutral, args.smile_class, args.modes, frames, args.seed)
     video, landmarks = render_modes(rgb, face, seqs, args.size, args.full_frame, progress=True)

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 
 from rt_smile.config import CropConfig
 from rt_smile.face.landmarks import FaceLandmarks
-from rt_smile.face.topology import LEFT_EYE_OUTER, RIGHT_EYE_OUTER, STABLE, canonical_vertices
+from rt_smile.face.topology import LEFT_EYE_OUTER, NUM_LANDMARKS, RIGHT_EYE_OUTER, STABLE, canonical_vertices
 
 Points = NDArray[np.float64]
 
@@ -126,6 +126,11 @@ def face_frame(points: Points, depth: NDArray[np.float64] | None = None) -> Face
     # aligned → frontal → turned back (x shrinks by cos yaw) → unlevelled → upright 2-D → image
     back = upright.inverse().matrix[:, :2] @ level.T @ np.diag([c, 1.0]) @ to_front.inverse().matrix[:, :2]
     return FaceFrame(to_front.apply(front), back, float(np.degrees(yaw)))
+
+
+def frame_of(face: FaceLandmarks) -> FaceFrame:
+    """``face_frame`` of a detected face: its 468 mesh points with their depth."""
+    return face_frame(face.points[:NUM_LANDMARKS], face.depth[:NUM_LANDMARKS])
 
 
 def _rotation(angle: float) -> NDArray[np.float64]:

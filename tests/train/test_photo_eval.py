@@ -8,7 +8,7 @@ import pytest
 from numpy.typing import NDArray
 
 from rt_smile.data.synthetic import SynthConfig, generate, lip_corner_width
-from rt_smile.face.align import face_frame
+from rt_smile.face.align import frame_of
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
 from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.train.classifier import ClassifierTraining, train_classifier
@@ -19,7 +19,7 @@ from rt_smile.train.photo_eval import FLOOR_DRAWS, Reference, evaluate_photo, fl
 def neutral(photo: NDArray[np.uint8], detector: LandmarkDetector) -> NDArray[np.float64]:
     """The sample face's aligned neutral landmarks (468, 2)."""
     face = detect_face(photo, detector=detector)
-    return face_frame(face.points[:468], face.depth[:468]).aligned
+    return frame_of(face).aligned
 
 
 def test_photo_reference_animates_the_photo_face_per_class(neutral: NDArray[np.float64]) -> None:
