@@ -1,0 +1,243 @@
+"""Real blinks in videos against our blink, as MediaPipe reads both.
+
+    python benchmarks/real_blinks.py VIDEO [VIDEO ...] [--source TEXT] [--out F.json]
+
+Issue 2 asks that AU45 = 1 shrink both lid gaps (159–145, 386–374) to at most 30 % of neutral,
+as MediaPipe sees it. This asks how MediaPipe reads people who really blink, and how it reads
+our blink of the same people:
+
+- **real blinks:** every frame of each video is read by MediaPipe (one face, the largest). A
+  blink is a run of at most ``MAX_BLINK_FRAMES`` frames in which both eyes' lid pairs, measured
+  across the eye, fall under ``CLOSED_SHARE`` of their median over the whole video (a longer
+  run is a look down, not a blink). At the run's most closed frame, each eye's lid gap (the
+  whole 159–145 distance, and its part across the eye) is divided by its median over the open
+  frames within ``CONTEXT_FRAMES`` around the run;
+- **our blink:** the closed loop (``rt_smile.train.fidelity.ClosedLoop``) on ``--frames`` open-eyed
+  frames spread over each video: AU45 = 1 rendered on that frame, re-detected, and its lid gaps
+  divided by those of the re-detected zero-expression render.
+
+Metrics only; the videos stay outside the project (the JSON names each file and its size).
+Writes benchmarks/results/real_blinks.json and .png by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info
+from closed_loop import LIDS
+
+from rt_smile.config import DetectorConfig
+from rt_smile.face import topology as topo
+from rt_smile.face.landmarks import LandmarkDetector, make_detector
+from rt_smile.io.video import read_video
+from rt_smile.train.fidelity import (
+    REFERENCE_EXPRESSIONS,
+    ClosedLoop,
+    eyelid_gap_ratios,
+    eyelid_vertical_parts,
+)
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+#: A frame's eyes count as closed under this share of the video's median lid gap across the eye.
+CLOSED_SHARE = 0.35
+#: Longer closed runs are not counted as blinks (at 25 fps, about half a second).
+MAX_BLINK_FRAMES = 12
+#: The open gaps a blink is divided by: the median over this many frames either side of it.
+CONTEXT_FRAMES = 40
+LIMIT = 0.30
+
+
+def lid_gaps(points: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Per eye (right, left): the whole lid gap and its part across the eye (normal to the
+    33 → 263 axis), IOD → (2, 2)."""
+    axis = points[topo.LEFT_EYE_OUTER] - points[topo.RIGHT_EYE_OUTER]
+    iod = float(np.linalg.norm(axis))
+    normal = np.array([-axis[1], axis[0]]) / iod
+    out = []
+    for upper, lower in LIDS:
+        d = points[lower] - points[upper]
+        out.append([np.linalg.norm(d) / iod, abs(float(d @ normal)) / iod])
+    return np.asarray(out)
+
+
+def track_lids(frames: NDArray[np.uint8], detector: LandmarkDetector) -> NDArray[np.float64]:
+    """(T, 2, 2) lid gaps per frame (``lid_gaps``; NaN where no face is found)."""
+    gaps = []
+    for frame in frames:
+        faces = detector.detect_all(frame)
+        if faces:
+            face = max(faces, key=lambda f: f.iod)
+            gaps.append(lid_gaps(face.points[: topo.NUM_LANDMARKS]))
+        else:
+            gaps.append(np.full((2, 2), np.nan))
+    return np.asarray(gaps)
+
+
+def closed_runs(across: NDArray[np.float64]) -> list[tuple[int, int]]:
+    """Runs [start, end) of frames whose both eyes are closed (``across`` (T, 2) per eye)."""
+    closed = np.all(across < CLOSED_SHARE * np.nanmedian(across, axis=0), axis=1)
+    runs, start = [], None
+    for i, c in enumerate([*closed, False]):
+        if c and start is None:
+            start = i
+        elif not c and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+def real_blinks(gaps: NDArray[np.float64]) -> tuple[list[dict[str, Any]], int]:
+    """Each blink's most closed frame: gap ratios against the open frames around it; and how
+    many closed runs were too long to be blinks."""
+    runs = closed_runs(gaps[:, :, 1])
+    blinks, too_long = [], 0
+    for start, end in runs:
+        if end - start > MAX_BLINK_FRAMES:
+            too_long += 1
+            continue
+        k = start + int(np.nanargmin(gaps[start:end, :, 1].mean(1)))
+        around = np.r_[max(0, start - CONTEXT_FRAMES) : start, end : min(len(gaps), end + CONTEXT_FRAMES)]
+        open_gap = np.nanmedian(gaps[around, :, 0], axis=0)
+        blinks.append(
+            {
+                "frames": [start, end - 1],
+                "closest": k,
+                "gap_ratio": [round(float(v), 3) for v in gaps[k, :, 0] / open_gap],
+                "vertical_part": [round(float(v), 3) for v in gaps[k, :, 1] / open_gap],
+                "open_gap_iod": [round(float(v), 4) for v in open_gap],
+            }
+        )
+    return blinks, too_long
+
+
+def our_blinks(
+    frames: NDArray[np.uint8], gaps: NDArray[np.float64], detector: LandmarkDetector, count: int, size: int
+) -> list[dict[str, Any]]:
+    """The closed loop's blink on ``count`` open-eyed frames spread over the video."""
+    across = gaps[:, :, 1]
+    open_eyed = np.flatnonzero(np.all(across >= 0.8 * np.nanmedian(across, axis=0), axis=1))
+    picks = open_eyed[np.linspace(0, len(open_eyed) - 1, count).round().astype(int)] if len(open_eyed) else []
+    out = []
+    for k in dict.fromkeys(int(i) for i in picks):
+        loop = ClosedLoop(frames[k], detector, size=size)
+        reference = loop.run("neutral", {})
+        blink = loop.run("blink", REFERENCE_EXPRESSIONS["blink"])
+        out.append(
+            {
+                "frame": k,
+                "size": size,
+                "gap_ratio": [round(v, 3) for v in eyelid_gap_ratios(blink, reference)],
+                "vertical_part": [round(v, 3) for v in eyelid_vertical_parts(blink, reference)],
+                "moved_error_ratio": round(blink.moved_error_ratio, 3),
+            }
+        )
+    return out
+
+
+def worse_eyes(rows: list[dict[str, Any]], key: str) -> list[float]:
+    return [max(r[key]) for r in rows]
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Over blinks (the worse eye of each): median, range, and how many hold the 0.30 limit."""
+    out: dict[str, Any] = {"blinks": len(rows)}
+    for key in ("gap_ratio", "vertical_part"):
+        v = np.asarray(worse_eyes(rows, key))
+        if len(v):
+            out[key] = {
+                "median": round(float(np.median(v)), 3),
+                "min": round(float(v.min()), 3),
+                "max": round(float(v.max()), 3),
+                f"at_most_{LIMIT:.2f}": int((v <= LIMIT).sum()),
+            }
+    return out
+
+
+def survey_video(path: Path, detector: LandmarkDetector, count: int, sizes: list[int]) -> dict[str, Any]:
+    frames, fps = read_video(path)
+    gaps = track_lids(frames, detector)
+    if np.isnan(gaps).all():
+        raise SystemExit(f"{path}: no face found in any frame")
+    real, too_long = real_blinks(gaps)
+    ours = [row for size in sizes for row in our_blinks(frames, gaps, detector, count, size)]
+    return {
+        "video": path.name,
+        "bytes": path.stat().st_size,
+        "frames": len(frames),
+        "fps": round(fps, 2),
+        "frames_without_face": int(np.isnan(gaps[:, 0, 0]).sum()),
+        "median_open_gap_iod": [round(float(v), 4) for v in np.nanmedian(gaps[:, :, 0], axis=0)],
+        "closed_runs_too_long": too_long,
+        "real": {"summary": summarise(real), "blinks": real},
+        "ours": {"summary": summarise(ours), "blinks": ours},
+    }
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    panels = (("gap_ratio", "whole lid gap"), ("vertical_part", "across the eye"))
+    series = ((-0.15, "real", "o", "C0", "real blinks"), (0.15, "ours", "s", "C1", "AU45 = 1"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for i, v in enumerate(result["videos"]):
+            for dx, who, marker, color, name in series:
+                y = worse_eyes(v[who]["blinks"], key)
+                label = name if i == 0 else None
+                ax.scatter(np.full(len(y), i + dx), y, marker=marker, c=color, s=14, alpha=0.6, label=label)
+        ax.axhline(LIMIT, color="k", ls="--", lw=0.8)
+        ax.set_xticks(range(len(result["videos"])), [v["video"] for v in result["videos"]], fontsize=7)
+        ax.set_title(f"AU45 = 1 / real blink: {title} (worse eye)", fontsize=9)
+    axes[0].set_ylabel("share of the open gap, as MediaPipe reads it")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("videos", type=Path, nargs="+")
+    parser.add_argument("--frames", type=int, default=3, help="open-eyed frames per video for our blink")
+    parser.add_argument("--sizes", default="256,512", help="working sizes for our blink")
+    parser.add_argument("--source", default="", help="where the videos came from (recorded)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "real_blinks.json")
+    args = parser.parse_args()
+    missing = [str(v) for v in args.videos if not v.is_file()]
+    if missing:
+        parser.error(f"no such video: {', '.join(missing)}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    detector = make_detector(DetectorConfig(face="largest"))
+    videos = [survey_video(v, detector, args.frames, sizes) for v in args.videos]
+    result = {
+        "benchmark": "real_blinks",
+        "machine": machine_info(),
+        "source": args.source,
+        "method": {
+            "closed_share": CLOSED_SHARE,
+            "max_blink_frames": MAX_BLINK_FRAMES,
+            "context_frames": CONTEXT_FRAMES,
+            "limit": LIMIT,
+        },
+        "videos": videos,
+    }
+    args.out.write_text(json.dumps(result, indent=2))
+    plot(result, args.out.with_suffix(".png"))
+    for v in videos:
+        print(v["video"], "real", v["real"]["summary"], "ours", v["ours"]["summary"])
+
+
+if __name__ == "__main__":
+    main()
