@@ -51,7 +51,7 @@ class TranslatorConfig:
     #: Side of the coarse grid on which the flow is interpolated (then upsampled).
     grid: int = 64
     #: Damped Newton iterations on the coarse grid that invert the forward flow.
-    iterations: int = 6
+    iterations: int = 4
     #: Damped Newton iterations at full resolution after upsampling the coarse backward map.
     refine_iterations: int = 2
     #: Thin-plate spline smoothing (regularisation, in squared canonical units).

@@ -19,6 +19,7 @@ Per frame (``Translator.forward``, torch, fixed shapes, batchable, ONNX/TensorRT
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -325,6 +326,15 @@ def _per_frame(t: Tensor, frames: int) -> Tensor:
     return t[:, None].expand(p, frames // p, *t.shape[1:]).reshape(frames, *t.shape[1:])
 
 
+def _static_int(n: int | Tensor) -> int:
+    """A size as a Python int. While tracing, sizes are tensors; the graph is meant to be
+    specialised to them (``TracedStage`` traces once per input shape), so the tracer's warning
+    that the value becomes a constant is silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
+        return int(n)
+
+
 def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
     """Soft indicator of top < t < bottom."""
     return torch.sigmoid((t - top) / edge) * torch.sigmoid((bottom - t) / edge)
@@ -399,6 +409,7 @@ class Translator(nn.Module):
     """(source crop, neutral landmarks, B target landmark sets) → B frames."""
 
     coarse_grid: Tensor  # (1, G, G, 2) coarse cell centres, normalised
+    jacobian_offset: Tensor  # (1, 6, 1, 1): the identity map's share of the flow field
     full_grid: Tensor  # (1, S, S, 2) pixel centres, normalised
     roi_pixels: Tensor  # (1, P, 2) eye then mouth ROI pixel centres, in pixels
     eye_idx: Tensor  # (4, 9) landmark indices: right upper, left upper, right lower, left lower lid
@@ -411,6 +422,8 @@ class Translator(nn.Module):
         g = config.grid
         base = torch.from_numpy(grid_points(size, g)).float().view(1, g, g, 2)
         self.register_buffer("coarse_grid", self._to_norm(base), persistent=False)
+        identity = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 1.0]).view(1, 6, 1, 1)
+        self.register_buffer("jacobian_offset", identity, persistent=False)
         px = torch.arange(size, dtype=torch.float32)
         full = torch.stack(torch.meshgrid(px, px, indexing="xy"), -1)[None]  # (1, S, S, 2)
         self.register_buffer("full_grid", self._to_norm(full), persistent=False)
@@ -434,7 +447,8 @@ class Translator(nn.Module):
         return (px + 0.5) * (2.0 / self.size) - 1.0
 
     def _flow_field(self, flow_basis: Tensor, disp: Tensor) -> Tensor:
-        """(B, 6, G, G): forward flow (normalised units) and its Jacobian (d/dx, d/dy)."""
+        """(B, 6, G, G): forward flow (normalised units) and the Jacobian of the forward map
+        p ↦ p + flow(p): ∂/∂x, then ∂/∂y (the flow's derivatives plus the identity's)."""
         b, g = disp.shape[0], self.config.grid
         photos, n = flow_basis.shape[0], flow_basis.shape[1]
         # one matrix product per photo over all of its frames: (P, K·2, N) @ (P, N, G²)
@@ -444,7 +458,7 @@ class Translator(nn.Module):
         pad = F.pad(flow, (1, 1, 1, 1), mode="replicate")
         d_dx = (pad[:, :, 1:-1, 2:] - pad[:, :, 1:-1, :-2]) / step
         d_dy = (pad[:, :, 2:, 1:-1] - pad[:, :, :-2, 1:-1]) / step
-        return torch.cat([flow, d_dx, d_dy], 1)
+        return torch.cat([flow, d_dx, d_dy], 1) + self.jacobian_offset
 
     @staticmethod
     def _newton_step(
@@ -456,13 +470,12 @@ class Translator(nn.Module):
         f = F.grid_sample(
             field, torch.stack([x, y], -1), mode="bilinear", padding_mode="border", align_corners=False
         )
-        fx, fy, dxx, dyx, dxy, dyy = f.unbind(1)  # d, then ∂d/∂x, ∂d/∂y
+        fx, fy, a, c, b, d = f.unbind(1)  # flow, then the forward map's ∂/∂x, ∂/∂y
         rx, ry = x + fx - tx, y + fy - ty
-        a, c, b, d = 1.0 + dxx, dyx, dxy, 1.0 + dyy
-        det = a * d - b * c
+        det = torch.addcmul(a * d, b, c, value=-1.0)
         safe = torch.where(det >= 0, det.clamp_min(0.05), det.clamp_max(-0.05))
-        sx = ((d * rx - b * ry) / safe).clamp(-max_step, max_step)
-        sy = ((a * ry - c * rx) / safe).clamp(-max_step, max_step)
+        sx = (torch.addcmul(d * rx, b, ry, value=-1.0) / safe).clamp(-max_step, max_step)
+        sy = (torch.addcmul(a * ry, c, rx, value=-1.0) / safe).clamp(-max_step, max_step)
         return x - sx, y - sy, det
 
     def backward_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -472,15 +485,32 @@ class Translator(nn.Module):
         the eye and mouth pixels (B, 1, P, 2), refined at full resolution there, where the warp
         folds or tears within a few pixels; and the Jacobian determinant at those pixels (B, P),
         large where the lips tore apart."""
-        b, g, s = disp.shape[0], self.config.grid, self.size
+        field, back = self._coarse_map(flow_basis, disp)
+        roi_grid, det = self._roi_map(field, back)
+        return self._frame_grid(back), roi_grid, det
+
+    def _coarse_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor]:
+        """The forward flow field (``_flow_field``) and the backward map solved on the coarse
+        grid (B, 2, G, G; normalised units)."""
+        b, g = disp.shape[0], self.config.grid
         field = self._flow_field(flow_basis, disp)
         qx, qy = self.coarse_grid[..., 0].expand(b, g, g), self.coarse_grid[..., 1].expand(b, g, g)
         x, y = qx - field[:, 0], qy - field[:, 1]
         for _ in range(self.config.iterations):
             x, y, _ = self._newton_step(field, x, y, qx, qy, max_step=0.1)
-        back = torch.stack([x - qx, y - qy], 1)  # (B, 2, G, G)
-        back = F.interpolate(back, size=(s, s), mode="bilinear", align_corners=False)
-        grid = back.permute(0, 2, 3, 1) + self.full_grid
+        return field, torch.stack([x - qx, y - qy], 1)
+
+    def _frame_grid(self, back: Tensor) -> Tensor:
+        """The coarse backward map upsampled to the frame's sampling grid (B, S, S, 2)."""
+        s = self.size
+        full = F.interpolate(back, size=(s, s), mode="bilinear", align_corners=False)
+        return full.permute(0, 2, 3, 1) + self.full_grid
+
+    def _roi_map(self, field: Tensor, back: Tensor) -> tuple[Tensor, Tensor]:
+        """The eye and mouth pixels' sampling grid (B, 1, P, 2), from the coarse backward map
+        read at those pixels (what the upsampled map holds there) refined by Newton steps at
+        full resolution, and the forward map's Jacobian determinant there (B, P)."""
+        b, s = back.shape[0], self.size
         target = self._to_norm(self.roi_pixels)[:, None]  # (1, 1, P, 2)
         start = F.grid_sample(
             back, target.expand(b, -1, -1, -1), mode="bilinear", padding_mode="border", align_corners=False
@@ -490,7 +520,7 @@ class Translator(nn.Module):
         det = torch.ones_like(px)
         for _ in range(self.config.refine_iterations):
             px, py, det = self._newton_step(field, px, py, tx, ty, max_step=8.0 / s)
-        return grid, torch.stack([px, py], -1), det[:, 0]
+        return torch.stack([px, py], -1), det[:, 0]
 
     def mouth_layer(
         self, pix: Tensor, target: Tensor, neutral: Tensor, src: Tensor, palette: Tensor, iod: Tensor
@@ -688,8 +718,8 @@ class Translator(nn.Module):
         # per frame: a view when one photo is shared (expanded), else a copy per frame, which
         # grid_sample (parallel over the batch) runs faster on than on the K grids stacked
         src = _per_frame(image.expand(basis.shape[0], -1, -1, -1), b)
-        grid, roi_grid, stretch = self.backward_map(basis, target - neutral)
-        frames = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        field, back = self._coarse_map(basis, target - neutral)
+        roi_grid, stretch = self._roi_map(field, back)
         warped = F.grid_sample(src, roi_grid, mode="bilinear", padding_mode="border", align_corners=False)
         warped = warped[:, :, 0]  # (B, 3, P)
         pix = self.roi_pixels.expand(b, -1, -1)
@@ -698,12 +728,28 @@ class Translator(nn.Module):
         lid, lid_alpha = self.lid_layer(pix[:, :e], neutral, target, palette, src, iod)
         eyes = warped[..., :e]
         eyes = eyes + lid_alpha[:, None] * (lid - eyes)
-        for roi, values in zip(self.eye_rois, eyes.chunk(2, dim=2), strict=True):
-            frames = self._write(frames, values, roi)
         mouth, inside, wider = self.mouth_layer(pix[:, e:], target, neutral, src, palette, iod)
         alpha = inside[:, None] * torch.maximum(self._torn(stretch[:, e:]), wider[:, None])
         lips = warped[..., e:]
+        frames = self._warp_frame(back, src)
+        for roi, values in zip(self.eye_rois, eyes.chunk(2, dim=2), strict=True):
+            frames = self._write(frames, values, roi)
         return self._write(frames, lips + alpha * (mouth - lips), self.mouth_roi)
+
+    def _warp_frame(self, back: Tensor, src: Tensor) -> Tensor:
+        """The whole frame (B, 3, S, S): the source crops sampled by the coarse backward map
+        (B, 2, G, G) upsampled. PyTorch's CPU kernel samples with one thread per frame, so one
+        frame on the CPU is sampled as its top and bottom halves stacked on the batch axis, on
+        two cores (the same values); not while exporting, whose graph keeps a dynamic batch."""
+        grid, s = self._frame_grid(back), self.size
+        one = _static_int(grid.shape[0]) == 1 and s % 2 == 0
+        if not one or src.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+            return F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        halves = grid.reshape(2, s // 2, s, 2)
+        out = F.grid_sample(
+            src.expand(2, -1, -1, -1), halves, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        return out.transpose(0, 1).reshape(1, 3, s, s)
 
     def render(self, prior: FacePrior, target: Tensor) -> Tensor:
         """Convenience: ``forward`` with a ``FacePrior``."""

@@ -266,3 +266,20 @@ def test_open_mouth_of_closed_lips_draws_separate_teeth(closed_lips: tuple[FaceC
     middle = round(float(target[78, 0] + target[308, 0]) / 2)  # between the inner mouth corners
     teeth_row = lum[y + 3, middle - 6 : middle + 7]
     assert teeth_row[5:8].min() < teeth_row[[0, 1, 11, 12]].mean() - 15, "no gap between the central incisors"
+
+
+def test_the_backward_map_has_converged(sample_crop: FaceCrop) -> None:
+    """The default number of Newton steps that invert the warp on the coarse grid renders the
+    sample's smiles and blink as three times as many steps do, but for the odd pixel where the
+    warp folds: PSNR 76-86 dB with 4 steps (0 steps: 39-71 dB; 1 step: 66-75 dB)."""
+    exprs = [{"AU12": 0.9, "AU6": 0.5}, {"AU12": 0.8, "AU6": 0.4, "AU25": 0.7, "AU26": 0.4}, {"AU45": 1.0}]
+    targets = np.stack([apply_expression(sample_crop.landmarks, e, sample_crop.depth)[:468] for e in exprs])
+    steps = TranslatorConfig().iterations
+    frames = {}
+    for n in (steps, 3 * steps):
+        config = TranslatorConfig(iterations=n)
+        prior = prepare_face(sample_crop.image, sample_crop.landmarks, config)
+        frames[n] = _render(Translator(256, config), prior, targets)
+    for a, b in zip(frames[steps], frames[3 * steps], strict=True):
+        assert _psnr(a, b) >= 70.0
+        assert (np.abs(a.astype(int) - b.astype(int)).max(-1) > 2).mean() < 2e-4
