@@ -410,6 +410,7 @@ class Translator(nn.Module):
 
     coarse_grid: Tensor  # (1, G, G, 2) coarse cell centres, normalised
     jacobian_offset: Tensor  # (1, 6, 1, 1): the identity map's share of the flow field
+    mouth_mean_weight: Tensor  # (1, 1, h, w): 1 / the mouth ROI pixels in each 3×3 window
     full_grid: Tensor  # (1, S, S, 2) pixel centres, normalised
     roi_pixels: Tensor  # (1, P, 2) eye then mouth ROI pixel centres, in pixels
     eye_idx: Tensor  # (4, 9) landmark indices: right upper, left upper, right lower, left lower lid
@@ -430,6 +431,10 @@ class Translator(nn.Module):
         x0, y0, x1, y1 = _roi(size, RIGHT_EYE_ROI)
         self.eye_rois = ((x0, y0, x1, y1), (x1, y0, 2 * x1 - x0, y1))  # right, left: same shape
         self.mouth_roi = _roi(size, MOUTH_ROI)
+        x0, y0, x1, y1 = self.mouth_roi
+        inside = F.pad(torch.ones(1, 1, y1 - y0, x1 - x0), (1, 1, 1, 1))
+        count = F.avg_pool2d(inside, 3, stride=1, divisor_override=1)  # in-ROI neighbours
+        self.register_buffer("mouth_mean_weight", 1.0 / count, persistent=False)
         rois = (*self.eye_rois, self.mouth_roi)
         parts = [_crop(full, roi, channels_last=True).reshape(1, -1, 2) for roi in rois]
         self.n_eye = parts[0].shape[1]  # pixels per eye
@@ -683,9 +688,16 @@ class Translator(nn.Module):
         pixels (3×3 dilation) and softened."""
         x0, y0, x1, y1 = self.mouth_roi
         torn = ((stretch - 1.5) / 1.5).clamp(0.0, 1.0).view(-1, 1, y1 - y0, x1 - x0)
-        torn = F.max_pool2d(torn, 3, stride=1, padding=1)
-        torn = F.avg_pool2d(torn, 3, stride=1, padding=1, count_include_pad=False)
-        return torn.flatten(2)
+        # 3×3 max, then 3×3 mean over the pixels inside the ROI, each as a row pass and a column
+        # pass over shifted slices (the pooling ops run several times slower on so small an
+        # image); zero padding leaves the max alone, as every value is ≥ 0
+        pad = F.pad(torn, (1, 1, 1, 1))
+        rows = torch.maximum(torch.maximum(pad[..., :-2], pad[..., 1:-1]), pad[..., 2:])
+        torn = torch.maximum(torch.maximum(rows[..., :-2, :], rows[..., 1:-1, :]), rows[..., 2:, :])
+        pad = F.pad(torn, (1, 1, 1, 1))
+        rows = pad[..., :-2] + pad[..., 1:-1] + pad[..., 2:]
+        total = rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]
+        return (total * self.mouth_mean_weight).flatten(2)
 
     def _write(self, frames: Tensor, values: Tensor, roi: tuple[int, int, int, int]) -> Tensor:
         """``frames`` with the ROI replaced by ``values`` (B, 3, P): in place when run eagerly (a

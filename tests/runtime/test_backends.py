@@ -19,7 +19,12 @@ from rt_smile.io.images import load_image
 from rt_smile.models.cmmnet import CMMNet
 from rt_smile.runtime import backends as be
 from rt_smile.runtime.backends import BackendError, BackendOptions, available_backends, make_backend
-from rt_smile.runtime.backends.torch_backend import TorchBackend, TracedStage
+from rt_smile.runtime.backends.torch_backend import (
+    TorchBackend,
+    TracedStage,
+    dimension_scalar_constants,
+    drop_full_slices,
+)
 from rt_smile.runtime.bench import relative_error
 from rt_smile.runtime.engine import SmileEngine, prepare_photo
 from rt_smile.runtime.onnx_cache import ensure_onnx, graphs_in
@@ -76,6 +81,57 @@ def test_the_traced_translator_gives_the_eager_frames(model: CMMNet) -> None:
     ref, out = _unroll(eager, model, 2, 3), _unroll(traced, model, 2, 3)
     assert max(relative_error(o, r) for o, r in zip(out, ref, strict=True)) <= 1e-6
     assert not stage.eager and len(stage.graphs) == 1
+
+
+def test_the_traced_translator_gives_the_eager_frame_of_one_session(model: CMMNet) -> None:
+    """One frame per call (the CPU samples it as two halves on two cores): the traced graph's
+    frames are the eager translator's."""
+    eager = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False, trace=False)
+    traced = TorchBackend(model, 256, torch.device("cpu"), cuda_graphs=False)
+    assert traced._traced is not None
+    traced._traced.background = False
+    ref, out = _unroll(eager, model, 1, 1), _unroll(traced, model, 1, 1)
+    assert max(relative_error(o, r) for o, r in zip(out, ref, strict=True)) <= 1e-6
+    assert len(traced._traced.graphs) == 1
+
+
+def _scalars(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Scalars in elementwise ops with tensor results, and one with a 0-dim result."""
+    y = ((x - 1.5) / 1.5).clamp(0.0, 1.0) * 2.0 + torch.where(x > 0.5, x, 0.25)
+    return y, x.sum() * 3.0, x[:, 1:] * x[:, 0:1]
+
+
+def test_traced_scalar_constants_become_one_element_tensors() -> None:
+    """The three constants of ``_scalars``' tensor-valued arithmetic are rewritten; the one of
+    the 0-dim product is not (so every output keeps its values, shape and type), nor the
+    where's, which the tracer records as a number. Before the graph's first run, so the calls
+    then copy two scalars into tensors instead of five."""
+    x = torch.rand(4, 3)
+    copies = []
+    for rewrite in (False, True):
+        graph = torch.jit.trace(_scalars, (x,), check_trace=False)  # type: ignore[no-untyped-call]
+        if rewrite:
+            assert dimension_scalar_constants(graph.graph) == 3
+        for got, want in zip(graph(x), _scalars(x), strict=True):
+            assert got.shape == want.shape and got.dtype == want.dtype
+            assert torch.equal(got, want)
+        with torch.profiler.profile() as prof:
+            graph(x)
+        copies.append(sum(e.count for e in prof.key_averages() if e.key == "aten::_to_copy"))
+    assert copies == [5, 2]
+
+
+def test_full_slices_are_dropped_from_a_traced_graph() -> None:
+    """``x[:, 1:]`` and ``x[:, 0:1]`` record a slice keeping all of dimension 0 each: both go,
+    the two partial slices stay, and the outputs are unchanged."""
+    x = torch.rand(4, 3)
+    graph = torch.jit.trace(_scalars, (x,), check_trace=False)  # type: ignore[no-untyped-call]
+    kinds = [n.kind() for n in graph.graph.nodes()]
+    assert kinds.count("aten::slice") == 4
+    assert drop_full_slices(graph.graph) == 2
+    assert [n.kind() for n in graph.graph.nodes()].count("aten::slice") == 2
+    for got, want in zip(graph(x), _scalars(x), strict=True):
+        assert torch.equal(got, want)
 
 
 class _Affine(nn.Module):

@@ -7,7 +7,9 @@ coordinates need FP32 precision at 512², as is common for grid-sampling layers)
 hundreds of small kernels, which is what makes a K-mode step sub-millisecond. On the CPU the
 translator is traced once per input shape (``TracedStage``): its several hundred small ops then
 run without Python between them: 9-25 % less time per call over two runs on 2 cores
-(``benchmarks/results/translator_cpu.json``).
+(``benchmarks/results/translator_cpu.json``). Before its first run the graph loses what only
+costs time: scalar constants that each call would copy into a tensor
+(``dimension_scalar_constants``) and slices that keep a whole dimension (``drop_full_slices``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,86 @@ class _GraphedStage:
         return _Graph(graph, static, outputs)
 
 
+#: Elementwise ops whose scalar operands ``dimension_scalar_constants`` may rewrite.
+_ELEMENTWISE = frozenset(
+    f"aten::{op}"
+    for op in (
+        "add",
+        "sub",
+        "rsub",
+        "mul",
+        "div",
+        "where",
+        "clamp",
+        "clamp_min",
+        "clamp_max",
+        "maximum",
+        "minimum",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "eq",
+        "ne",
+    )
+)
+
+
+def dimension_scalar_constants(graph: torch._C.Graph) -> int:
+    """Rewrite a traced graph's floating-point scalar constants as one-element FP32 tensors;
+    returns how many. The tracer records ``x * 2.0`` with the 2.0 as a 0-dim tensor, which
+    every call of the op copies into a tensor of ``x``'s type first (an extra ~2 µs op); a
+    one-element tensor of that type broadcasts instead (same values). Only constants whose
+    every use is an elementwise op (``_ELEMENTWISE``) with a float32 result of at least one
+    dimension are rewritten, so no result changes shape or type."""
+    count = 0
+    for node in list(graph.nodes()):
+        if node.kind() != "prim::Constant" or not _is_scalar_float(node.output().type()):
+            continue
+        if not all(_float_elementwise(use.user) for use in node.output().uses()):
+            continue
+        with graph.insert_point_guard(node):
+            new = graph.insertConstant(node.t("value").to(torch.float32).reshape(1))  # type: ignore[attr-defined]
+        node.output().replaceAllUsesWith(new)
+        node.destroy()
+        count += 1
+    return count
+
+
+def drop_full_slices(graph: torch._C.Graph) -> int:
+    """Remove a traced graph's slices that keep a whole dimension (``x[:, i]`` records one
+    for the ``:``): each returns a view of its whole input, so its uses can take the input
+    itself; returns how many were removed."""
+    count = 0
+    for node in list(graph.nodes()):
+        if node.kind() != "aten::slice":
+            continue
+        _, _, start, end, step = (_int_constant(v) for v in node.inputs())
+        if start == 0 and step == 1 and end is not None and end >= 2**62:
+            node.output().replaceAllUsesWith(next(node.inputs()))
+            node.destroy()
+            count += 1
+    return count
+
+
+def _int_constant(value: torch._C.Value) -> int | None:
+    node = value.node()
+    if node.kind() != "prim::Constant" or not isinstance(value.type(), torch._C.IntType):
+        return None
+    return int(node.i("value"))
+
+
+def _is_scalar_float(t: torch._C.JitType) -> bool:
+    return isinstance(t, torch._C.TensorType) and t.dim() == 0 and t.scalarType() in ("Double", "Float")
+
+
+def _float_elementwise(node: torch._C.Node) -> bool:
+    if node.kind() not in _ELEMENTWISE:
+        return False
+    out = node.output().type()
+    return isinstance(out, torch._C.TensorType) and (out.dim() or 0) >= 1 and out.scalarType() == "Float"
+
+
 class TracedStage:
     """A module run as a TorchScript graph traced once per input signature (``_signature``), so
     its ops run one after another without Python in between; the module must be a fixed
@@ -156,6 +238,8 @@ class TracedStage:
     def _trace(self, key: _Signature, example: tuple[Tensor, ...]) -> None:
         try:
             graph = torch.jit.trace(self.module, example, check_trace=False)  # type: ignore[no-untyped-call]
+            dimension_scalar_constants(graph.graph)
+            drop_full_slices(graph.graph)
             for _ in range(2):
                 graph(*example)
         except Exception as exc:  # any tracer failure: the eager module computes the same
