@@ -326,6 +326,13 @@ def _per_frame(t: Tensor, frames: int) -> Tensor:
     return t[:, None].expand(p, frames // p, *t.shape[1:]).reshape(frames, *t.shape[1:])
 
 
+def _grid(x: Tensor, y: Tensor) -> Tensor:
+    """A ``grid_sample`` grid (B, h, w, 2) from its x and y planes (B, h, w): stacked on a
+    leading axis and viewed channels-last (stacking on the last axis interleaves them, several
+    times slower; ``grid_sample`` takes the strided view as it is)."""
+    return torch.stack([x, y], 1).permute(0, 2, 3, 1)
+
+
 def _static_int(n: int | Tensor) -> int:
     """A size as a Python int. While tracing, sizes are tensors; the graph is meant to be
     specialised to them (``TracedStage`` traces once per input shape), so the tracer's warning
@@ -472,9 +479,7 @@ class Translator(nn.Module):
         """One damped Newton step on p + d(p) = target, p = (x, y) as separate planes (B, h, w)
         (contiguous: each elementwise op runs vectorised); returns (new x, new y, Jacobian
         determinant of the forward map at p: > 1 where the warp stretches)."""
-        f = F.grid_sample(
-            field, torch.stack([x, y], -1), mode="bilinear", padding_mode="border", align_corners=False
-        )
+        f = F.grid_sample(field, _grid(x, y), mode="bilinear", padding_mode="border", align_corners=False)
         fx, fy, a, c, b, d = f.unbind(1)  # flow, then the forward map's ∂/∂x, ∂/∂y
         rx, ry = x + fx - tx, y + fy - ty
         det = torch.addcmul(a * d, b, c, value=-1.0)
@@ -525,7 +530,7 @@ class Translator(nn.Module):
         det = torch.ones_like(px)
         for _ in range(self.config.refine_iterations):
             px, py, det = self._newton_step(field, px, py, tx, ty, max_step=8.0 / s)
-        return torch.stack([px, py], -1), det[:, 0]
+        return _grid(px, py), det[:, 0]
 
     def mouth_layer(
         self, pix: Tensor, target: Tensor, neutral: Tensor, src: Tensor, palette: Tensor, iod: Tensor
