@@ -1,17 +1,21 @@
 """Per-frame latency of the translator on the CPU (sample face, real expressions).
 
-    python benchmarks/translator.py [--repeats 200] [--out benchmarks/results/translator_cpu.json]
+    python benchmarks/translator.py [--repeats 200] [--against REV] [--out F.json]
 
 Records p50/p99 per call at 256² and 512², batch 1 and 4, with machine info, and a plot; each
 case twice: the eager module, and the graph traced once per input shape that the torch backend
-runs on the CPU (``TracedStage``). The two run in alternating rounds, so that a machine whose
-speed drifts (a shared host) slows both alike.
+runs on the CPU (``TracedStage``). With ``--against REV``, a third time: the traced translator
+of that git revision (its translator, configuration and ``TracedStage``), to measure a change
+on one machine at one time. The modes run in alternating rounds, so that a machine whose
+speed drifts (a shared host) slows them alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +37,8 @@ from rt_smile.io.images import load_image
 from rt_smile.models.translator import Translator, prepare_face
 from rt_smile.runtime.backends.torch_backend import TracedStage
 
-SAMPLE = Path(__file__).resolve().parents[1] / "rt_smile" / "assets" / "astronaut.png"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "rt_smile" / "assets" / "astronaut.png"
 EXPRESSIONS = [{"AU12": 0.9, "AU6": 0.5}, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4}, {"AU45": 1.0}, {}]
 
 
@@ -44,28 +49,70 @@ def _targets(landmarks: NDArray[Any], batch: int, step: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(rows)).float()
 
 
-def run_case(photo: NDArray[Any], size: int, batch: int, repeats: int, warmup: int) -> list[dict[str, Any]]:
-    """Both modes of one case, ``repeats`` calls each in 10 alternating rounds."""
+def run_case(
+    photo: NDArray[Any], size: int, batch: int, repeats: int, warmup: int, against: Revision | None = None
+) -> list[dict[str, Any]]:
+    """Each mode of one case, ``repeats`` calls each in 10 alternating rounds: the eager module,
+    its traced graph, and with ``against`` the graph of that revision's translator."""
     face = detect_face(photo, DetectorConfig())
     crop = crop_face(photo, face, CropConfig(size=size))
     prior = prepare_face(crop.image, crop.landmarks)
     translator = Translator(size)
     traced = TracedStage(translator, background=False)  # traced on its first call, before timing
-    modes: dict[str, Callable[..., torch.Tensor]] = {"eager": translator, "traced": traced}
+    modes: dict[str, tuple[Callable[..., torch.Tensor], Any]] = {
+        "eager": (translator, prior),
+        "traced": (traced, prior),
+    }
+    if against is not None:
+        modes[f"traced@{against.name}"] = against.stage(crop.image, crop.landmarks, size)
     targets = [_targets(crop.landmarks, batch, s) for s in range(len(EXPRESSIONS))]
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     rounds = 10
     with torch.inference_mode():
         for r in range(rounds):
-            for mode, run in modes.items():
+            for mode, (run, p) in modes.items():
                 n = max(1, repeats // rounds) + (warmup if r == 0 else 0)
                 for i in range(n):
                     t0 = time.perf_counter()
                     target = targets[i % len(targets)]
-                    run(prior.image, prior.flow_basis, prior.neutral, target, prior.palette)
+                    run(p.image, p.flow_basis, p.neutral, target, p.palette)
                     if r > 0 or i >= warmup:
                         times[mode].append((time.perf_counter() - t0) * 1e3)
     return [_row(size, batch, mode, np.asarray(t)) for mode, t in times.items()]
+
+
+class Revision:
+    """The translator, its configuration and ``TracedStage`` as they were at a git revision of
+    this repository, loaded beside the working tree's, so both run in one process, in the same
+    alternating rounds (a shared machine's drift slows both alike)."""
+
+    def __init__(self, rev: str) -> None:
+        self.name = rev
+        self.commit = _git("rev-parse", rev).strip()
+        self._config = self._load("rt_smile/config.py").TranslatorConfig()
+        self._translator = self._load("rt_smile/models/translator.py")
+        self._stage = self._load("rt_smile/runtime/backends/torch_backend.py").TracedStage
+
+    def _load(self, path: str) -> Any:
+        name = f"_rev_{self.commit[:10]}_{Path(path).stem}"
+        spec = importlib.util.spec_from_loader(name, loader=None)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while being defined
+        exec(compile(_git("show", f"{self.commit}:{path}"), f"{self.name}:{path}", "exec"), module.__dict__)
+        return module
+
+    def stage(self, image: NDArray[Any], landmarks: NDArray[Any], size: int) -> tuple[Any, Any]:
+        """That revision's traced translator and its per-photo prior for one crop."""
+        prior = self._translator.prepare_face(image, landmarks, self._config)
+        return self._stage(self._translator.Translator(size, self._config), background=False), prior
+
+
+def _git(*args: str) -> str:
+    run = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"git {' '.join(args)}: {run.stderr.strip()}")
+    return run.stdout
 
 
 def _row(size: int, batch: int, mode: str, t: NDArray[Any]) -> dict[str, Any]:
@@ -91,9 +138,12 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
     cases = list(dict.fromkeys((r["size"], r["batch"]) for r in results))
     x = np.arange(len(cases))
-    for offset, mode in ((-0.2, "eager"), (0.2, "traced")):
+    modes = list(dict.fromkeys(r["mode"] for r in results))
+    width = 0.8 / len(modes)
+    for i, mode in enumerate(modes):
+        offset = (i - (len(modes) - 1) / 2) * width
         rows = [next(r for r in results if (r["size"], r["batch"]) == c and r["mode"] == mode) for c in cases]
-        ax.bar(x + offset, [r["p50_ms"] for r in rows], 0.4, label=f"{mode} p50")
+        ax.bar(x + offset, [r["p50_ms"] for r in rows], width, label=f"{mode} p50")
         ax.scatter(x + offset, [r["p99_ms"] for r in rows], marker="_", s=200, color="k", zorder=3)
     ax.scatter([], [], marker="_", s=200, color="k", label="p99")
     ax.axhline(4.0, color="k", ls="--", lw=0.8, label="target 4 ms (256², ×1)")
@@ -112,16 +162,21 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/translator_cpu.json"))
+    ap.add_argument(
+        "--against", metavar="REV", help="also time this git revision's traced translator, in the same rounds"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    against = Revision(args.against) if args.against else None
     photo = load_image(SAMPLE)
     cases = [(s, b) for s in (256, 512) for b in (1, 4)]
-    results = [row for s, b in cases for row in run_case(photo, s, b, args.repeats, args.warmup)]
+    results = [row for s, b in cases for row in run_case(photo, s, b, args.repeats, args.warmup, against)]
     info = machine_info()
+    report: dict[str, Any] = {"benchmark": "translator", "machine": info, "results": results}
+    if against is not None:
+        report["against"] = {"revision": against.name, "commit": against.commit}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"benchmark": "translator", "machine": info, "results": results}, indent=2)
-    )
+    args.out.write_text(json.dumps(report, indent=2))
     plot(results, args.out.with_suffix(".png"), f"translator per call, {info['cpu']}, {args.threads} threads")
     for r in results:
         print(r)
