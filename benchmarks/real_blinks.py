@@ -7,11 +7,13 @@ as MediaPipe sees it. This asks how MediaPipe reads people who really blink, and
 our blink of the same people:
 
 - **real blinks:** every frame of each video is read by MediaPipe (one face, the largest). A
-  blink is a run of at most ``MAX_BLINK_FRAMES`` frames in which both eyes' lid pairs, measured
-  across the eye, fall under ``CLOSED_SHARE`` of their median over the whole video (a longer
-  run is a look down, not a blink). At the run's most closed frame, each eye's lid gap (the
-  whole 159–145 distance, and its part across the eye) is divided by its median over the open
-  frames within ``CONTEXT_FRAMES`` around the run;
+  blink is a run of frames, at most ``MAX_BLINK_SECONDS`` long, in which both eyes' lid pairs,
+  measured across the eye, fall under ``CLOSED_SHARE`` of their median over the whole video (a
+  longer run is a look down, not a blink; a run that touches the video's first or last frame,
+  or a frame where no face was found, may be cut short, and is left out too). At the run's most
+  closed frame, each eye's lid gap (the whole 159–145 distance, and its part across the eye) is
+  divided by its median over the open-eyed frames (``OPEN_SHARE``) within ``CONTEXT_FRAMES``
+  around the run;
 - **our blink:** the closed loop (``rt_smile.train.fidelity.ClosedLoop``) on ``--frames`` open-eyed
   frames spread over each video: AU45 = 1 rendered on that frame, re-detected, and its lid gaps
   divided by those of the re-detected zero-expression render.
@@ -47,11 +49,15 @@ from rt_smile.train.fidelity import (
 )
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-#: A frame's eyes count as closed under this share of the video's median lid gap across the eye.
+#: A frame's eyes count as closed under this share of the video's median lid gap across the eye
+#: (both eyes) ...
 CLOSED_SHARE = 0.35
-#: Longer closed runs are not counted as blinks (at 25 fps, about half a second).
-MAX_BLINK_FRAMES = 12
-#: The open gaps a blink is divided by: the median over this many frames either side of it.
+#: ... and as open from this share up (both eyes).
+OPEN_SHARE = 0.8
+#: Longer closed runs are not counted as blinks (a look down).
+MAX_BLINK_SECONDS = 0.5
+#: The open gaps a blink is divided by: the median over the open-eyed frames among this many
+#: frames either side of it.
 CONTEXT_FRAMES = 40
 LIMIT = 0.30
 
@@ -69,17 +75,19 @@ def lid_gaps(points: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(out)
 
 
-def track_lids(frames: NDArray[np.uint8], detector: LandmarkDetector) -> NDArray[np.float64]:
-    """(T, 2, 2) lid gaps per frame (``lid_gaps``; NaN where no face is found)."""
-    gaps = []
+def track_lids(frames: NDArray[np.uint8], detector: LandmarkDetector) -> tuple[NDArray[np.float64], float]:
+    """(T, 2, 2) lid gaps per frame (``lid_gaps``; NaN where no face is found) and the median
+    IOD in pixels."""
+    gaps, iods = [], []
     for frame in frames:
         faces = detector.detect_all(frame)
         if faces:
             face = max(faces, key=lambda f: f.iod)
             gaps.append(lid_gaps(face.points[: topo.NUM_LANDMARKS]))
+            iods.append(face.iod)
         else:
             gaps.append(np.full((2, 2), np.nan))
-    return np.asarray(gaps)
+    return np.asarray(gaps), float(np.median(iods)) if iods else float("nan")
 
 
 def closed_runs(across: NDArray[np.float64]) -> list[tuple[int, int]]:
@@ -95,18 +103,39 @@ def closed_runs(across: NDArray[np.float64]) -> list[tuple[int, int]]:
     return runs
 
 
-def real_blinks(gaps: NDArray[np.float64]) -> tuple[list[dict[str, Any]], int]:
-    """Each blink's most closed frame: gap ratios against the open frames around it; and how
-    many closed runs were too long to be blinks."""
-    runs = closed_runs(gaps[:, :, 1])
-    blinks, too_long = [], 0
-    for start, end in runs:
-        if end - start > MAX_BLINK_FRAMES:
-            too_long += 1
+def open_eyed(across: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """(T,) frames whose both eyes are open: across-the-eye gaps of at least ``OPEN_SHARE`` of
+    the video's median (False where no face was found)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.all(across >= OPEN_SHARE * np.nanmedian(across, axis=0), axis=1))
+
+
+def real_blinks(gaps: NDArray[np.float64], fps: float) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each blink's most closed frame: gap ratios against the open-eyed frames around it; and
+    how many closed runs were left out, by reason."""
+    max_frames = max(1, round(MAX_BLINK_SECONDS * fps))
+    found = ~np.isnan(gaps).any(axis=(1, 2))
+    is_open = open_eyed(gaps[:, :, 1])
+    blinks: list[dict[str, Any]] = []
+    left_out = {
+        "longer than a blink": 0,
+        "at the video's ends or a frame without a face": 0,
+        "no open frames near": 0,
+    }
+    for start, end in closed_runs(gaps[:, :, 1]):
+        if end - start > max_frames:
+            left_out["longer than a blink"] += 1
             continue
-        k = start + int(np.nanargmin(gaps[start:end, :, 1].mean(1)))
-        around = np.r_[max(0, start - CONTEXT_FRAMES) : start, end : min(len(gaps), end + CONTEXT_FRAMES)]
-        open_gap = np.nanmedian(gaps[around, :, 0], axis=0)
+        if start == 0 or end == len(gaps) or not (found[start - 1] and found[end]):
+            left_out["at the video's ends or a frame without a face"] += 1
+            continue
+        near = np.r_[max(0, start - CONTEXT_FRAMES) : start, end : min(len(gaps), end + CONTEXT_FRAMES)]
+        near = near[is_open[near]]
+        if len(near) == 0:
+            left_out["no open frames near"] += 1
+            continue
+        k = start + int(np.argmin(gaps[start:end, :, 1].mean(1)))
+        open_gap = np.median(gaps[near, :, 0], axis=0)
         blinks.append(
             {
                 "frames": [start, end - 1],
@@ -116,16 +145,17 @@ def real_blinks(gaps: NDArray[np.float64]) -> tuple[list[dict[str, Any]], int]:
                 "open_gap_iod": [round(float(v), 4) for v in open_gap],
             }
         )
-    return blinks, too_long
+    return blinks, left_out
 
 
 def our_blinks(
     frames: NDArray[np.uint8], gaps: NDArray[np.float64], detector: LandmarkDetector, count: int, size: int
 ) -> list[dict[str, Any]]:
     """The closed loop's blink on ``count`` open-eyed frames spread over the video."""
-    across = gaps[:, :, 1]
-    open_eyed = np.flatnonzero(np.all(across >= 0.8 * np.nanmedian(across, axis=0), axis=1))
-    picks = open_eyed[np.linspace(0, len(open_eyed) - 1, count).round().astype(int)] if len(open_eyed) else []
+    candidates = np.flatnonzero(open_eyed(gaps[:, :, 1]))
+    picks = (
+        candidates[np.linspace(0, len(candidates) - 1, count).round().astype(int)] if len(candidates) else []
+    )
     out = []
     for k in dict.fromkeys(int(i) for i in picks):
         loop = ClosedLoop(frames[k], detector, size=size)
@@ -164,19 +194,22 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def survey_video(path: Path, detector: LandmarkDetector, count: int, sizes: list[int]) -> dict[str, Any]:
     frames, fps = read_video(path)
-    gaps = track_lids(frames, detector)
+    gaps, iod_px = track_lids(frames, detector)
     if np.isnan(gaps).all():
         raise SystemExit(f"{path}: no face found in any frame")
-    real, too_long = real_blinks(gaps)
+    real, left_out = real_blinks(gaps, fps)
     ours = [row for size in sizes for row in our_blinks(frames, gaps, detector, count, size)]
+    is_open = open_eyed(gaps[:, :, 1])
     return {
         "video": path.name,
         "bytes": path.stat().st_size,
         "frames": len(frames),
         "fps": round(fps, 2),
+        "median_iod_px": round(iod_px, 1),
         "frames_without_face": int(np.isnan(gaps[:, 0, 0]).sum()),
-        "median_open_gap_iod": [round(float(v), 4) for v in np.nanmedian(gaps[:, :, 0], axis=0)],
-        "closed_runs_too_long": too_long,
+        "open_eyed_frames": int(is_open.sum()),
+        "median_open_gap_iod": [round(float(v), 4) for v in np.median(gaps[is_open, :, 0], axis=0)],
+        "closed_runs_left_out": left_out,
         "real": {"summary": summarise(real), "blinks": real},
         "ours": {"summary": summarise(ours), "blinks": ours},
     }
@@ -227,7 +260,8 @@ def main() -> None:
         "source": args.source,
         "method": {
             "closed_share": CLOSED_SHARE,
-            "max_blink_frames": MAX_BLINK_FRAMES,
+            "open_share": OPEN_SHARE,
+            "max_blink_seconds": MAX_BLINK_SECONDS,
             "context_frames": CONTEXT_FRAMES,
             "limit": LIMIT,
         },

@@ -84,14 +84,19 @@ def run_case(
 class Revision:
     """The translator, its configuration and ``TracedStage`` as they were at a git revision of
     this repository, loaded beside the working tree's, so both run in one process, in the same
-    alternating rounds (a shared machine's drift slows both alike)."""
+    alternating rounds (a shared machine's drift slows both alike). Only those three files come
+    from the revision: what they import comes from the working tree (that revision's
+    ``TranslatorConfig`` is passed to its translator explicitly, not taken from the package)."""
 
     def __init__(self, rev: str) -> None:
         self.name = rev
-        self.commit = _git("rev-parse", rev).strip()
+        self.commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}").strip()
         self._config = self._load("rt_smile/config.py").TranslatorConfig()
         self._translator = self._load("rt_smile/models/translator.py")
-        self._stage = self._load("rt_smile/runtime/backends/torch_backend.py").TracedStage
+        backend = self._load("rt_smile/runtime/backends/torch_backend.py")
+        if not hasattr(backend, "TracedStage"):
+            raise SystemExit(f"{rev}: its torch backend has no TracedStage to time")
+        self._stage = backend.TracedStage
 
     def _load(self, path: str) -> Any:
         name = f"_rev_{self.commit[:10]}_{Path(path).stem}"
@@ -109,7 +114,7 @@ class Revision:
 
 
 def _git(*args: str) -> str:
-    run = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, encoding="utf-8")
     if run.returncode != 0:
         raise SystemExit(f"git {' '.join(args)}: {run.stderr.strip()}")
     return run.stdout

@@ -8,8 +8,9 @@ everywhere else. Ring anchors and a taper hold the flow at zero on the crop bord
 
 Per frame (``Translator.forward``, torch, fixed shapes, batchable, ONNX/TensorRT friendly):
   1. forward flow on the coarse grid: one (G², N) × (N, 2) matrix product per frame;
-  2. backward map x_src = x − d(x_src) by fixed-point iterations on the coarse grid, upsampled,
-     then one full-resolution iteration whose residual marks the torn (newly opened) area;
+  2. backward map x_src = x − d(x_src) by damped Newton steps on the coarse grid, upsampled;
+     at the eye and mouth pixels, Newton steps at full resolution, whose Jacobian marks the
+     torn (newly opened) area;
   3. ``grid_sample`` (4-D, bilinear) of the source crop;
   4. mouth interior: inside the target inner-lip contour, where the lips part wider than in the
      photo or the warp tore, what showed between the photo's lips carried with them at its size
@@ -336,7 +337,9 @@ def _grid(x: Tensor, y: Tensor) -> Tensor:
 def _static_int(n: int | Tensor) -> int:
     """A size as a Python int. While tracing, sizes are tensors; the graph is meant to be
     specialised to them (``TracedStage`` traces once per input shape), so the tracer's warning
-    that the value becomes a constant is silenced."""
+    that the value becomes a constant is silenced (only then: the warning filters are global)."""
+    if not isinstance(n, Tensor):
+        return int(n)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         return int(n)
@@ -416,7 +419,7 @@ class Translator(nn.Module):
     """(source crop, neutral landmarks, B target landmark sets) → B frames."""
 
     coarse_grid: Tensor  # (1, G, G, 2) coarse cell centres, normalised
-    jacobian_offset: Tensor  # (1, 6, 1, 1): the identity map's share of the flow field
+    identity_jacobian: Tensor  # (1, 6, 1, 1): the identity map's share of the flow field
     mouth_mean_weight: Tensor  # (1, 1, h, w): 1 / the mouth ROI pixels in each 3×3 window
     full_grid: Tensor  # (1, S, S, 2) pixel centres, normalised
     roi_pixels: Tensor  # (1, P, 2) eye then mouth ROI pixel centres, in pixels
@@ -431,7 +434,7 @@ class Translator(nn.Module):
         base = torch.from_numpy(grid_points(size, g)).float().view(1, g, g, 2)
         self.register_buffer("coarse_grid", self._to_norm(base), persistent=False)
         identity = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 1.0]).view(1, 6, 1, 1)
-        self.register_buffer("jacobian_offset", identity, persistent=False)
+        self.register_buffer("identity_jacobian", identity, persistent=False)
         px = torch.arange(size, dtype=torch.float32)
         full = torch.stack(torch.meshgrid(px, px, indexing="xy"), -1)[None]  # (1, S, S, 2)
         self.register_buffer("full_grid", self._to_norm(full), persistent=False)
@@ -470,7 +473,7 @@ class Translator(nn.Module):
         pad = F.pad(flow, (1, 1, 1, 1), mode="replicate")
         d_dx = (pad[:, :, 1:-1, 2:] - pad[:, :, 1:-1, :-2]) / step
         d_dy = (pad[:, :, 2:, 1:-1] - pad[:, :, :-2, 1:-1]) / step
-        return torch.cat([flow, d_dx, d_dy], 1) + self.jacobian_offset
+        return torch.cat([flow, d_dx, d_dy], 1) + self.identity_jacobian
 
     @staticmethod
     def _newton_step(
@@ -487,17 +490,6 @@ class Translator(nn.Module):
         sx = (torch.addcmul(d * rx, b, ry, value=-1.0) / safe).clamp(-max_step, max_step)
         sy = (torch.addcmul(a * ry, c, rx, value=-1.0) / safe).clamp(-max_step, max_step)
         return x - sx, y - sy, det
-
-    def backward_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Sampling grids for ``grid_sample`` and the warp's stretch.
-
-        Returns the frame grid (B, S, S, 2), solved on the coarse grid and upsampled; the grid of
-        the eye and mouth pixels (B, 1, P, 2), refined at full resolution there, where the warp
-        folds or tears within a few pixels; and the Jacobian determinant at those pixels (B, P),
-        large where the lips tore apart."""
-        field, back = self._coarse_map(flow_basis, disp)
-        roi_grid, det = self._roi_map(field, back)
-        return self._frame_grid(back), roi_grid, det
 
     def _coarse_map(self, flow_basis: Tensor, disp: Tensor) -> tuple[Tensor, Tensor]:
         """The forward flow field (``_flow_field``) and the backward map solved on the coarse
@@ -759,8 +751,12 @@ class Translator(nn.Module):
         frame on the CPU is sampled as its top and bottom halves stacked on the batch axis, on
         two cores (the same values); not while exporting, whose graph keeps a dynamic batch."""
         grid, s = self._frame_grid(back), self.size
-        one = _static_int(grid.shape[0]) == 1 and s % 2 == 0
-        if not one or src.device.type != "cpu" or torch.onnx.is_in_onnx_export():
+        if (
+            src.device.type != "cpu"
+            or torch.onnx.is_in_onnx_export()
+            or s % 2
+            or _static_int(grid.shape[0]) != 1
+        ):
             return F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
         halves = grid.reshape(2, s // 2, s, 2)
         out = F.grid_sample(

@@ -29,6 +29,10 @@ def _bench() -> ModuleType:
     return module
 
 
+needs_git = pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
+
+
+@needs_git
 def test_a_revisions_translator_renders_beside_the_working_trees(detector: LandmarkDetector) -> None:
     """HEAD's translator, configuration and TracedStage come from git, as modules of their own
     (not the package's), and render the sample's smile: a frame in [0, 1] that moves the face."""
@@ -49,6 +53,7 @@ def test_a_revisions_translator_renders_beside_the_working_trees(detector: Landm
     assert moved > 0.1, "the smile moves the face"
 
 
+@needs_git
 def test_an_unknown_revision_is_a_one_line_error() -> None:
-    with pytest.raises(SystemExit, match="git rev-parse no-such-revision"):
+    with pytest.raises(SystemExit, match="git rev-parse --verify no-such-revision"):
         _bench().Revision("no-such-revision")

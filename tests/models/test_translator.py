@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from rt_smile.config import CropConfig, DetectorConfig, TranslatorConfig
@@ -283,3 +284,29 @@ def test_the_backward_map_has_converged(sample_crop: FaceCrop) -> None:
     for a, b in zip(frames[steps], frames[3 * steps], strict=True):
         assert _psnr(a, b) >= 70.0
         assert (np.abs(a.astype(int) - b.astype(int)).max(-1) > 2).mean() < 2e-4
+
+
+def test_one_frame_is_sampled_as_two_halves_with_the_same_values() -> None:
+    """On the CPU one frame's whole-frame sampling runs as two row halves on the batch axis:
+    the values are those of one ``grid_sample`` call, with a warped (not identity) grid."""
+    tr = Translator(256)
+    src = torch.rand(1, 3, 256, 256)
+    back = 0.05 * torch.randn(1, 2, tr.config.grid, tr.config.grid)
+    grid = tr._frame_grid(back)
+    whole = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    assert float((whole - src).abs().max()) > 0.1
+    assert torch.equal(tr._warp_frame(back, src), whole)
+
+
+def test_the_torn_mask_is_a_3x3_dilation_then_mean() -> None:
+    """``_torn``'s slice passes give the pooling ops' values: a 3×3 max, then a 3×3 mean over
+    the pixels inside the mouth ROI (``count_include_pad=False``)."""
+    tr = Translator(256)
+    x0, y0, x1, y1 = tr.mouth_roi
+    stretch = torch.ones(2, 1, (y1 - y0) * (x1 - x0))
+    stretch[torch.rand_like(stretch) < 0.02] = 4.0  # a few torn pixels, at the edges too
+    torn = ((stretch - 1.5) / 1.5).clamp(0.0, 1.0).view(-1, 1, y1 - y0, x1 - x0)
+    pooled = F.max_pool2d(torn, 3, stride=1, padding=1)
+    want = F.avg_pool2d(pooled, 3, stride=1, padding=1, count_include_pad=False).flatten(2)
+    assert torch.allclose(tr._torn(stretch), want, atol=1e-6)
+    assert float(want.max()) == 1.0 and (want > 0).sum() > 5 * (stretch > 3).sum()

@@ -98,7 +98,8 @@ class _GraphedStage:
         return _Graph(graph, static, outputs)
 
 
-#: Elementwise ops whose scalar operands ``dimension_scalar_constants`` may rewrite.
+#: Elementwise ops with a floating result whose scalar operands ``dimension_scalar_constants``
+#: may rewrite.
 _ELEMENTWISE = frozenset(
     f"aten::{op}"
     for op in (
@@ -113,12 +114,6 @@ _ELEMENTWISE = frozenset(
         "clamp_max",
         "maximum",
         "minimum",
-        "lt",
-        "le",
-        "gt",
-        "ge",
-        "eq",
-        "ne",
     )
 )
 
@@ -129,7 +124,9 @@ def dimension_scalar_constants(graph: torch._C.Graph) -> int:
     every call of the op copies into a tensor of ``x``'s type first (an extra ~2 µs op); a
     one-element tensor of that type broadcasts instead (same values). Only constants whose
     every use is an elementwise op (``_ELEMENTWISE``) with a float32 result of at least one
-    dimension are rewritten, so no result changes shape or type."""
+    dimension are rewritten, so no result changes shape or type. For graphs that run on the
+    CPU (the new constants are CPU tensors, which a CUDA op would not take); top-level nodes
+    only (a traced graph has no sub-blocks)."""
     count = 0
     for node in list(graph.nodes()):
         if node.kind() != "prim::Constant" or not _is_scalar_float(node.output().type()):
@@ -145,12 +142,14 @@ def dimension_scalar_constants(graph: torch._C.Graph) -> int:
 
 
 def drop_full_slices(graph: torch._C.Graph) -> int:
-    """Remove a traced graph's slices that keep a whole dimension (``x[:, i]`` records one
-    for the ``:``): each returns a view of its whole input, so its uses can take the input
-    itself; returns how many were removed."""
+    """Remove a traced graph's tensor slices that keep a whole dimension (``x[:, i]`` records
+    one for the ``:``): each returns a view of its whole input, so its uses can take the input
+    itself; returns how many were removed. Top-level nodes only."""
     count = 0
     for node in list(graph.nodes()):
-        if node.kind() != "aten::slice":
+        if node.kind() != "aten::slice" or node.inputsSize() != 5:  # 4 inputs: a list's slice
+            continue
+        if not isinstance(next(node.inputs()).type(), torch._C.TensorType):
             continue
         _, _, start, end, step = (_int_constant(v) for v in node.inputs())
         if start == 0 and step == 1 and end is not None and end >= 2**62:
