@@ -51,6 +51,18 @@ SHARED = ROOT.parent / "shared" / "data" / "faces"
 LIDS = (topo.RIGHT_EYELID, topo.LEFT_EYELID)
 
 
+def lid_offsets(points: NDArray[Any]) -> NDArray[np.float64]:
+    """Per eye (right, left), lower-lid point minus upper-lid point (145 − 159, 374 − 386) in
+    IOD: along the eye axis (33 → 263) and across it → (2, 2). A closed eye has ``across`` near
+    0; ``along`` is how far MediaPipe keeps the pair apart sideways."""
+    axis = points[topo.LEFT_EYE_OUTER] - points[topo.RIGHT_EYE_OUTER]
+    iod = float(np.linalg.norm(axis))
+    axis = axis / iod
+    normal = np.array([-axis[1], axis[0]])
+    d = np.stack([points[lower] - points[upper] for upper, lower in LIDS]) / iod
+    return np.stack([d @ axis, d @ normal], axis=1)
+
+
 def evaluate(
     name: str, photo: NDArray[Any], detector: LandmarkDetector, size: int
 ) -> tuple[dict[str, Any], list[LoopResult]]:

@@ -25,10 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
-from closed_loop import LIDS, evaluate
+from closed_loop import evaluate, lid_offsets
 
 from rt_smile.config import DetectorConfig
-from rt_smile.face import topology as topo
 from rt_smile.face.align import frame_of
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, make_detector
 from rt_smile.io.images import load_image
@@ -58,17 +57,11 @@ CRITERIA: dict[str, tuple[str, float, str]] = {
 
 
 def lid_pairs(face: FaceLandmarks) -> list[dict[str, float]]:
-    """Per eye, lower-lid point minus upper-lid point (145 − 159, 374 − 386) as the photo's own
-    detection has them, in IOD: along the eye axis (33 → 263) and across it. A closed eye has
-    ``across`` near 0; ``along`` is how far MediaPipe keeps the pair apart sideways."""
-    axis = (face.points[topo.LEFT_EYE_OUTER] - face.points[topo.RIGHT_EYE_OUTER]) / face.iod
-    axis /= np.linalg.norm(axis)
-    normal = np.array([-axis[1], axis[0]])
-    out = []
-    for upper, lower in LIDS:
-        d = (face.points[lower] - face.points[upper]) / face.iod
-        out.append({"along": round(float(d @ axis), 4), "across": round(float(d @ normal), 4)})
-    return out
+    """Per eye, the photo's own lid pair (``closed_loop.lid_offsets``), rounded for the JSON."""
+    return [
+        {"along": round(float(along), 4), "across": round(float(across), 4)}
+        for along, across in lid_offsets(face.points)
+    ]
 
 
 def measures(entry: dict[str, Any]) -> dict[str, float]:

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
-from closed_loop import LIDS
+from closed_loop import lid_offsets
 
 from rt_smile.config import DetectorConfig
 from rt_smile.face import topology as topo
@@ -63,16 +63,10 @@ LIMIT = 0.30
 
 
 def lid_gaps(points: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Per eye (right, left): the whole lid gap and its part across the eye (normal to the
-    33 → 263 axis), IOD → (2, 2)."""
-    axis = points[topo.LEFT_EYE_OUTER] - points[topo.RIGHT_EYE_OUTER]
-    iod = float(np.linalg.norm(axis))
-    normal = np.array([-axis[1], axis[0]]) / iod
-    out = []
-    for upper, lower in LIDS:
-        d = points[lower] - points[upper]
-        out.append([np.linalg.norm(d) / iod, abs(float(d @ normal)) / iod])
-    return np.asarray(out)
+    """Per eye (right, left): the whole lid gap and its part across the eye
+    (``closed_loop.lid_offsets``), IOD → (2, 2)."""
+    offsets = lid_offsets(points)
+    return np.stack([np.linalg.norm(offsets, axis=1), np.abs(offsets[:, 1])], axis=1)
 
 
 def track_lids(frames: NDArray[np.uint8], detector: LandmarkDetector) -> tuple[NDArray[np.float64], float]:
