@@ -345,6 +345,23 @@ def _static_int(n: int | Tensor) -> int:
         return int(n)
 
 
+def _basis_product(rows: Tensor, basis: Tensor) -> Tensor:
+    """rows (P, M, N) @ basis (P, N, C) → (P, M, C). For one photo on the CPU, as two products
+    over the basis's column halves on the batch axis: the BLAS runs a product of so few rows on
+    one core (memory-bound: the basis is megabytes), ``bmm`` runs the halves on two; the same
+    values. Not while exporting, whose graph keeps the plain product."""
+    c = _static_int(basis.shape[2])
+    if (
+        basis.device.type != "cpu"
+        or torch.onnx.is_in_onnx_export()
+        or c % 2
+        or _static_int(basis.shape[0]) != 1
+    ):
+        return torch.matmul(rows, basis)
+    halves = basis[0].view(-1, 2, c // 2).transpose(0, 1)  # (2, N, C/2): a view
+    return torch.matmul(rows[0], halves).transpose(0, 1).reshape(1, -1, c)
+
+
 def _band(t: Tensor, top: Tensor, bottom: Tensor, edge: float) -> Tensor:
     """Soft indicator of top < t < bottom."""
     return torch.sigmoid((t - top) / edge) * torch.sigmoid((bottom - t) / edge)
@@ -467,7 +484,7 @@ class Translator(nn.Module):
         b, g = disp.shape[0], self.config.grid
         photos, n = flow_basis.shape[0], flow_basis.shape[1]
         # one matrix product per photo over all of its frames: (P, K·2, N) @ (P, N, G²)
-        flow = torch.matmul(disp.transpose(1, 2).reshape(photos, -1, n), flow_basis).reshape(b, 2, g, g)
+        flow = _basis_product(disp.transpose(1, 2).reshape(photos, -1, n), flow_basis).reshape(b, 2, g, g)
         flow = flow * (2.0 / self.size)
         step = 2.0 * (2.0 / g)  # central difference over two cells, normalised units
         pad = F.pad(flow, (1, 1, 1, 1), mode="replicate")

@@ -15,7 +15,13 @@ from rt_smile.face import topology as topo
 from rt_smile.face.align import FaceCrop, crop_face
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
 from rt_smile.io.images import load_image
-from rt_smile.models.translator import FacePrior, Translator, prepare_face, tps_flow_basis
+from rt_smile.models.translator import (
+    FacePrior,
+    Translator,
+    _basis_product,
+    prepare_face,
+    tps_flow_basis,
+)
 
 
 def _psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
@@ -296,6 +302,17 @@ def test_one_frame_is_sampled_as_two_halves_with_the_same_values() -> None:
     whole = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
     assert float((whole - src).abs().max()) > 0.1
     assert torch.equal(tr._warp_frame(back, src), whole)
+
+
+@pytest.mark.parametrize(("photos", "rows", "cells"), [(1, 2, 4096), (1, 8, 1024), (2, 4, 4096), (1, 2, 81)])
+def test_the_flow_basis_product_equals_one_matrix_product(photos: int, rows: int, cells: int) -> None:
+    """One photo's basis product runs as two column halves on the CPU (several photos or an odd
+    number of cells: one product); the values are the product's."""
+    torch.manual_seed(0)
+    left, basis = torch.randn(photos, rows, 468), torch.randn(photos, 468, cells)
+    out = _basis_product(left, basis)
+    assert out.shape == (photos, rows, cells)
+    assert torch.allclose(out, left @ basis, rtol=1e-5, atol=1e-4)
 
 
 def test_the_torn_mask_is_a_3x3_dilation_then_mean() -> None:
