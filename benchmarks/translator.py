@@ -1,12 +1,12 @@
 """Per-frame latency of the translator on the CPU (sample face, real expressions).
 
-    python benchmarks/translator.py [--repeats 200] [--against REV] [--out F.json]
+    python benchmarks/translator.py [--repeats 200] [--against REV [REV ...]] [--out F.json]
 
 Records p50/p99 per call at 256² and 512², batch 1 and 4, with machine info, and a plot; each
 case twice: the eager module, and the graph traced once per input shape that the torch backend
-runs on the CPU (``TracedStage``). With ``--against REV``, a third time: the traced translator
-of that git revision (its translator, configuration and ``TracedStage``), to measure a change
-on one machine at one time. The modes run in alternating rounds, so that a machine whose
+runs on the CPU (``TracedStage``). With ``--against REV ...``, once more per revision: the
+traced translator of that git revision (its translator, configuration and ``TracedStage``), to
+measure changes on one machine at one time. The modes run in alternating rounds, so that a machine whose
 speed drifts (a shared host) slows them alike.
 """
 
@@ -18,7 +18,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,10 @@ def _targets(landmarks: NDArray[Any], batch: int, step: int) -> torch.Tensor:
 
 
 def run_case(
-    photo: NDArray[Any], size: int, batch: int, repeats: int, warmup: int, against: Revision | None = None
+    photo: NDArray[Any], size: int, batch: int, repeats: int, warmup: int, against: Sequence[Revision] = ()
 ) -> list[dict[str, Any]]:
     """Each mode of one case, ``repeats`` calls each in 10 alternating rounds: the eager module,
-    its traced graph, and with ``against`` the graph of that revision's translator."""
+    its traced graph, and the graph of each revision's translator in ``against``."""
     face = detect_face(photo, DetectorConfig())
     crop = crop_face(photo, face, CropConfig(size=size))
     prior = prepare_face(crop.image, crop.landmarks)
@@ -63,8 +63,8 @@ def run_case(
         "eager": (translator, prior),
         "traced": (traced, prior),
     }
-    if against is not None:
-        modes[f"traced@{against.name}"] = against.stage(crop.image, crop.landmarks, size)
+    for revision in against:
+        modes[f"traced@{revision.name}"] = revision.stage(crop.image, crop.landmarks, size)
     targets = [_targets(crop.landmarks, batch, s) for s in range(len(EXPRESSIONS))]
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     rounds = 10
@@ -168,18 +168,22 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/translator_cpu.json"))
     ap.add_argument(
-        "--against", metavar="REV", help="also time this git revision's traced translator, in the same rounds"
+        "--against",
+        metavar="REV",
+        nargs="+",
+        default=[],
+        help="also time these git revisions' traced translators, in the same rounds",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    against = Revision(args.against) if args.against else None
+    against = [Revision(rev) for rev in args.against]
     photo = load_image(SAMPLE)
     cases = [(s, b) for s in (256, 512) for b in (1, 4)]
     results = [row for s, b in cases for row in run_case(photo, s, b, args.repeats, args.warmup, against)]
     info = machine_info()
     report: dict[str, Any] = {"benchmark": "translator", "machine": info, "results": results}
-    if against is not None:
-        report["against"] = {"revision": against.name, "commit": against.commit}
+    if against:
+        report["against"] = [{"revision": r.name, "commit": r.commit} for r in against]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     plot(results, args.out.with_suffix(".png"), f"translator per call, {info['cpu']}, {args.threads} threads")

@@ -57,3 +57,14 @@ def test_a_revisions_translator_renders_beside_the_working_trees(detector: Landm
 def test_an_unknown_revision_is_a_one_line_error() -> None:
     with pytest.raises(SystemExit, match="git rev-parse --verify no-such-revision"):
         _bench().Revision("no-such-revision")
+
+
+@needs_git
+def test_several_revisions_are_timed_in_the_same_rounds() -> None:
+    """``--against`` takes several revisions: each is one more mode of every case, timed in the
+    same rounds as the working tree's eager and traced translator."""
+    bench = _bench()
+    revisions = [bench.Revision("HEAD"), bench.Revision("@")]  # two names (a CI clone may be shallow)
+    rows = bench.run_case(load_image(sample_path()), 256, 1, repeats=10, warmup=1, against=revisions)
+    assert [r["mode"] for r in rows] == ["eager", "traced", "traced@HEAD", "traced@@"]
+    assert all(r["repeats"] == 10 and r["p50_ms"] > 0 for r in rows)
