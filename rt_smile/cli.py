@@ -727,13 +727,14 @@ def render_pose(
     import torch
 
     from rt_smile.data.expressions import apply_expression
-    from rt_smile.face.align import crop_face, paste_back
+    from rt_smile.face.align import crop_face, frame_of, paste_back, warn_if_turned
     from rt_smile.face.topology import NUM_LANDMARKS
     from rt_smile.models.translator import Translator, prepare_face
 
     timer = _Timer()
     crop_config = CropConfig(size=size)
     crop = crop_face(rgb, face, crop_config)
+    warn_if_turned(frame_of(face).yaw_deg)
     neutral = crop.landmarks[:NUM_LANDMARKS]
     target = apply_expression(neutral, intensities, crop.depth)
     prior = prepare_face(crop.image, neutral)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -14,6 +15,8 @@ from rt_smile.face.landmarks import FaceLandmarks
 from rt_smile.face.topology import LEFT_EYE_OUTER, NUM_LANDMARKS, RIGHT_EYE_OUTER, STABLE, canonical_vertices
 
 Points = NDArray[np.float64]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,25 @@ def face_frame(points: Points, depth: NDArray[np.float64] | None = None) -> Face
     # aligned → frontal → turned back (x shrinks by cos yaw) → unlevelled → upright 2-D → image
     back = upright.inverse().matrix[:, :2] @ level.T @ np.diag([c, 1.0]) @ to_front.inverse().matrix[:, :2]
     return FaceFrame(to_front.apply(front), back, float(np.degrees(yaw)))
+
+
+#: Beyond this yaw (degrees) MediaPipe reads the rendered expressions markedly less faithfully
+#: (the closed-loop survey in docs/translator.md); ``warn_if_turned`` says so.
+TURNED_FACE_DEG = 20.0
+
+
+def warn_if_turned(yaw_deg: float) -> bool:
+    """Log a warning when a face is turned more than ``TURNED_FACE_DEG`` from the camera (its
+    ``FaceFrame.yaw_deg``); returns whether it was. The face is animated all the same."""
+    if abs(yaw_deg) <= TURNED_FACE_DEG:
+        return False
+    logger.warning(
+        "the face is turned %.0f° from the camera; expressions are rendered most faithfully on "
+        "faces within about %.0f° of frontal (docs/translator.md, known gaps)",
+        abs(yaw_deg),
+        TURNED_FACE_DEG,
+    )
+    return True
 
 
 def frame_of(face: FaceLandmarks) -> FaceFrame:

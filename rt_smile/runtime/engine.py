@@ -29,7 +29,7 @@ from rt_smile.config import CropConfig, DetectorConfig, EngineConfig
 from rt_smile.data.expressions import ExpressionBasis
 from rt_smile.data.sequences import CLASSES
 from rt_smile.errors import RtSmileError
-from rt_smile.face.align import FaceCrop, crop_face, frame_of
+from rt_smile.face.align import FaceCrop, crop_face, frame_of, warn_if_turned
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, detect_face, make_detector
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet, GeneratorState, stack_states, unstack_states
@@ -96,6 +96,7 @@ def prepare_landmarks(rgb: NDArray[np.uint8], face: FaceLandmarks, size: int) ->
     """``prepare_photo`` from landmarks already found (no detector needed)."""
     crop = crop_face(rgb, face, CropConfig(size=size))
     frame = frame_of(face)
+    warn_if_turned(frame.yaw_deg)
     linear = crop.to_crop.matrix[:, :2] @ frame.to_image
     blink = ExpressionBasis.for_aligned(frame.aligned).displacement({"AU45": 1.0}) @ linear.T
     return PreparedFace(crop, prepare_face(crop.image, crop.landmarks), frame.aligned, linear, blink)

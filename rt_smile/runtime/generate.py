@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from rt_smile.config import CropConfig
 from rt_smile.data.sequences import CLASSES
 from rt_smile.errors import RtSmileError
-from rt_smile.face.align import crop_face, frame_of, paste_back
+from rt_smile.face.align import crop_face, frame_of, paste_back, warn_if_turned
 from rt_smile.face.landmarks import FaceLandmarks
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet
@@ -91,6 +91,7 @@ def render_modes(
     """Frames (K, T, ...) and target landmarks (K, T, 468, 2) in frame pixels."""
     crop = crop_face(photo, face, CropConfig(size=size))
     frame = frame_of(face)
+    warn_if_turned(frame.yaw_deg)
     to_crop = crop.to_crop.matrix[:, :2] @ frame.to_image  # aligned → crop pixels
     disp = sequences - frame.aligned  # (K, T, 468, 2) aligned units
     targets = crop.landmarks[None, None, :NUM_LANDMARKS] + disp @ to_crop.T

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from rt_smile.face.align import (
     face_frame,
     fit_similarity,
     paste_back,
+    warn_if_turned,
 )
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, detect_face
 
@@ -235,6 +238,21 @@ def test_face_frame_without_depth_is_the_2d_alignment(sample_face: FaceLandmarks
         assert frame.yaw_deg == 0.0
         assert np.array_equal(frame.aligned, to_canon.apply(pts))
         assert np.array_equal(frame.to_image, to_canon.inverse().matrix[:, :2])
+
+
+@pytest.mark.parametrize(("yaw", "warned"), [(-30.0, True), (25.0, True), (15.0, False), (0.0, False)])
+def test_a_face_turned_more_than_20_degrees_is_warned_of(
+    yaw: float, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The canonical face turned by ``yaw``: beyond 20° one warning that names the angle."""
+    caplog.set_level(logging.WARNING, logger="rt_smile.face.align")
+    assert warn_if_turned(face_frame(*_turned_model(yaw, roll_deg=12.0)).yaw_deg) is warned
+    messages = [r.getMessage() for r in caplog.records]
+    expected = (
+        f"the face is turned {abs(yaw):.0f}° from the camera; expressions are rendered most "
+        "faithfully on faces within about 20° of frontal (docs/translator.md, known gaps)"
+    )
+    assert messages == ([expected] if warned else [])
 
 
 def test_the_frontal_sample_is_hardly_turned(sample_face: FaceLandmarks) -> None:
