@@ -175,6 +175,8 @@ def main() -> None:
         help="also time these git revisions' traced translators, in the same rounds",
     )
     args = ap.parse_args()
+    if len(set(args.against)) < len(args.against):
+        raise SystemExit(f"--against names a revision twice: {' '.join(args.against)}")
     torch.set_num_threads(args.threads)
     against = [Revision(rev) for rev in args.against]
     photo = load_image(SAMPLE)

@@ -110,6 +110,17 @@ def detector(detector_pool: Callable[[DetectorConfig], LandmarkDetector]) -> Lan
 # --------------------------------------------------------------------------- input files
 
 
+def turned(face: FaceLandmarks, degrees: float) -> FaceLandmarks:
+    """``face``'s landmarks turned by ``degrees`` about the vertical axis through their centre,
+    depth and all (seen orthographically): a face turned from the camera, for the checks that
+    read the head's yaw from the landmarks."""
+    a = np.deg2rad(degrees)
+    cx = face.points[:, 0].mean()
+    x, z = face.points[:, 0] - cx, face.depth - face.depth.mean()
+    points = np.column_stack([cx + np.cos(a) * x + np.sin(a) * z, face.points[:, 1]])
+    return FaceLandmarks(points, -np.sin(a) * x + np.cos(a) * z, face.image_size)
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 

@@ -21,7 +21,8 @@ import rt_smile.cli as cli
 from rt_smile.config import DetectorConfig
 from rt_smile.face import topology as topo
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
-from tests.conftest import HEAD, SHARED_FACES, Inputs
+from rt_smile.io.images import load_image
+from tests.conftest import HEAD, SHARED_FACES, Inputs, sample_path, turned
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,6 @@ def test_landmarks_on_the_sample(run: Run, tmp_path: Path) -> None:
 
 
 def test_landmarks_word_sample_and_path_agree(run: Run, tmp_path: Path) -> None:
-    from tests.conftest import sample_path
-
     assert run("landmarks", "sample", "--json", tmp_path / "a.json").code == 0
     assert run("landmarks", sample_path(), "--json", tmp_path / "b.json").code == 0
     assert _read_json(tmp_path / "a.json") == _read_json(tmp_path / "b.json")
@@ -481,3 +480,19 @@ def test_train_gen_average_sets_the_decay(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "from 0 up to (not including) 1" in err[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_pose_warns_of_a_turned_face(detector: LandmarkDetector, caplog: pytest.LogCaptureFixture) -> None:
+    """``pose`` renders a face turned beyond 15° (the sample's landmarks turned by 25°) with one
+    warning that names the angle; the sample itself, without."""
+    from rt_smile.cli import render_pose
+
+    caplog.set_level(logging.WARNING, logger="rt_smile.face.align")
+    photo = load_image(sample_path())
+    found = detect_face(photo, detector=detector)
+    render_pose(photo, found, {"AU12": 0.5}, 256, full_frame=False)
+    assert not caplog.records
+    frame, _ = render_pose(photo, turned(found, 25.0), {"AU12": 0.5}, 256, full_frame=False)
+    assert frame.shape == (256, 256, 3)
+    (record,) = caplog.records
+    assert record.getMessage().startswith("the face is turned 2") and "15° of frontal" in record.getMessage()

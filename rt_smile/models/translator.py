@@ -356,6 +356,7 @@ def _basis_product(rows: Tensor, basis: Tensor) -> Tensor:
         or torch.onnx.is_in_onnx_export()
         or c % 2
         or _static_int(basis.shape[0]) != 1
+        or _static_int(rows.shape[0]) != 1
     ):
         return torch.matmul(rows, basis)
     halves = basis[0].view(-1, 2, c // 2).transpose(0, 1)  # (2, N, C/2): a view

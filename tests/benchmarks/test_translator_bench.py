@@ -68,3 +68,10 @@ def test_several_revisions_are_timed_in_the_same_rounds() -> None:
     rows = bench.run_case(load_image(sample_path()), 256, 1, repeats=10, warmup=1, against=revisions)
     assert [r["mode"] for r in rows] == ["eager", "traced", "traced@HEAD", "traced@@"]
     assert all(r["repeats"] == 10 and r["p50_ms"] > 0 for r in rows)
+
+
+def test_a_revision_named_twice_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _bench()
+    monkeypatch.setattr("sys.argv", ["translator.py", "--against", "HEAD", "HEAD"])
+    with pytest.raises(SystemExit, match="--against names a revision twice: HEAD HEAD"):
+        bench.main()

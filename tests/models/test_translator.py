@@ -304,14 +304,20 @@ def test_one_frame_is_sampled_as_two_halves_with_the_same_values() -> None:
     assert torch.equal(tr._warp_frame(back, src), whole)
 
 
-@pytest.mark.parametrize(("photos", "rows", "cells"), [(1, 2, 4096), (1, 8, 1024), (2, 4, 4096), (1, 2, 81)])
-def test_the_flow_basis_product_equals_one_matrix_product(photos: int, rows: int, cells: int) -> None:
-    """One photo's basis product runs as two column halves on the CPU (several photos or an odd
-    number of cells: one product); the values are the product's."""
+@pytest.mark.parametrize(
+    ("photos", "rows", "cells"), [(1, 2, 4096), (1, 8, 1024), (2, 4, 4096), (1, 2, 81), ((3, 1), 2, 4096)]
+)
+def test_the_flow_basis_product_equals_one_matrix_product(
+    photos: int | tuple[int, int], rows: int, cells: int
+) -> None:
+    """One photo's basis product runs as two column halves on the CPU (several photos, an odd
+    number of cells, or rows of several photos against one basis: one product); the values are
+    the product's."""
     torch.manual_seed(0)
-    left, basis = torch.randn(photos, rows, 468), torch.randn(photos, 468, cells)
+    left_p, basis_p = photos if isinstance(photos, tuple) else (photos, photos)
+    left, basis = torch.randn(left_p, rows, 468), torch.randn(basis_p, 468, cells)
     out = _basis_product(left, basis)
-    assert out.shape == (photos, rows, cells)
+    assert out.shape == (left_p, rows, cells)
     assert torch.allclose(out, left @ basis, rtol=1e-5, atol=1e-4)
 
 

@@ -4,6 +4,7 @@ episodes, live control, capacity."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +12,12 @@ import torch
 
 from rt_smile.config import EngineConfig
 from rt_smile.face.align import canonical_template
+from rt_smile.face.landmarks import LandmarkDetector
 from rt_smile.io.checkpoint import load_cmmnet
 from rt_smile.io.images import load_image
 from rt_smile.models.cmmnet import CMMNet, CMMNetConfig
 from rt_smile.runtime.engine import PreparedFace, SessionError, SmileEngine, prepare_photo
+from tests.conftest import turned
 
 
 @pytest.fixture(scope="module")
@@ -241,10 +244,12 @@ def test_the_photo_is_prepared_in_the_frame_of_the_face_turned_to_the_camera(sam
     assert np.abs(prepared.neutral_aligned - flat.aligned).max() > 1e-3
 
 
-def test_a_turned_face_is_warned_of_when_prepared(sample_file, detector, caplog) -> None:
-    """Preparing a session's photo warns of a face turned beyond 20° (the sample's landmarks
+def test_a_turned_face_is_warned_of_when_prepared(
+    sample_file: Path, detector: LandmarkDetector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Preparing a session's photo warns of a face turned beyond 15° (the sample's landmarks
     turned by 30° about the vertical axis, depth and all); the sample itself is not warned of."""
-    from rt_smile.face.landmarks import FaceLandmarks, detect_face
+    from rt_smile.face.landmarks import detect_face
     from rt_smile.runtime.engine import prepare_landmarks
 
     caplog.set_level(logging.WARNING, logger="rt_smile.face.align")
@@ -252,12 +257,7 @@ def test_a_turned_face_is_warned_of_when_prepared(sample_file, detector, caplog)
     found = detect_face(photo, detector=detector)
     prepare_landmarks(photo, found, 256)
     assert not caplog.records
-    a = np.deg2rad(30.0)
-    centre = found.points.mean(0)
-    x, z = found.points[:, 0] - centre[0], found.depth - found.depth.mean()
-    points = np.column_stack([centre[0] + np.cos(a) * x + np.sin(a) * z, found.points[:, 1]])
-    turned = FaceLandmarks(points, -np.sin(a) * x + np.cos(a) * z, found.image_size)
-    prepare_landmarks(photo, turned, 256)
+    prepare_landmarks(photo, turned(found, 30.0), 256)
     (record,) = caplog.records
     words = record.getMessage().split()
     assert words[:4] == ["the", "face", "is", "turned"] and 27 <= int(words[4].rstrip("°")) <= 33
