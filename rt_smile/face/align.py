@@ -246,6 +246,50 @@ def _prefilter(rgb: NDArray[np.uint8], transform: Similarity) -> tuple[NDArray[n
     return img, transform
 
 
+#: Off the photo, its edge continues this far (crop pixels at 256², blurred) before the fill.
+_EDGE_REACH_PX = 6.0
+
+
+def _photo_cover(to_crop: Similarity, shape: tuple[int, ...], size: int) -> NDArray[np.float32]:
+    """(size, size): how much of each crop pixel lies on the photo of ``shape`` (1 inside, 0
+    off it, a one-crop-pixel ramp across its edges)."""
+    grid = np.mgrid[0:size, 0:size][::-1].reshape(2, -1).T.astype(np.float64)  # (x, y) rows
+    x, y = to_crop.inverse().apply(grid).T
+    h, w = shape[0], shape[1]
+    inside = np.minimum(np.minimum(x + 0.5, w - 0.5 - x), np.minimum(y + 0.5, h - 0.5 - y))
+    return np.clip(inside * to_crop.scale + 0.5, 0.0, 1.0).reshape(size, size).astype(np.float32)
+
+
+def _push_pull(img: NDArray[np.float32], weight: NDArray[np.float32]) -> NDArray[np.float32]:
+    """A smooth fill of ``img`` where ``weight`` is low: weighted means over a Gaussian
+    pyramid, each level's gaps filled from the coarser one (push-pull)."""
+    if min(weight.shape) <= 2:
+        mean = (img * weight[..., None]).reshape(-1, 3).sum(0) / max(float(weight.sum()), 1e-6)
+        return np.broadcast_to(mean, img.shape).astype(np.float32)
+    coarse = _push_pull(
+        cv2.pyrDown(img * weight[..., None]) / np.maximum(cv2.pyrDown(weight), 1e-6)[..., None],
+        cv2.pyrDown(weight),
+    )
+    up = cv2.pyrUp(coarse, dstsize=(weight.shape[1], weight.shape[0]))
+    a = np.clip(2.0 * weight, 0.0, 1.0)[..., None]
+    return np.asarray(img * a + up * (1.0 - a), dtype=np.float32)
+
+
+def _fill_outside(crop: NDArray[np.uint8], cover: NDArray[np.float32]) -> NDArray[np.uint8]:
+    """The crop's pixels off the photo (``cover`` < 1): its edge continued a few pixels,
+    blurred, fading into a smooth fill pulled from the photo's part (``_push_pull``); its
+    pixels on the photo as they are."""
+    rgb = crop.astype(np.float32)
+    smooth = _push_pull(rgb, cover)
+    off = (cover < 0.5).astype(np.uint8)
+    reach = _EDGE_REACH_PX * crop.shape[0] / 256.0
+    near = np.exp(-cv2.distanceTransform(off, cv2.DIST_L2, 5) / reach)[..., None]
+    edge = cv2.GaussianBlur(rgb, (0, 0), reach / 2.0)
+    outside = edge * near + smooth * (1.0 - near)
+    c = cover[..., None]
+    return np.asarray(np.clip(rgb * c + outside * (1.0 - c) + 0.5, 0, 255), dtype=np.uint8)
+
+
 def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = CropConfig()) -> FaceCrop:
     """Resample the aligned square face crop (rotation removed, upscaling allowed)."""
     to_crop = align_to_canonical(face.points).then(canonical_to_crop(config))
@@ -258,6 +302,9 @@ def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = 
         borderMode=cv2.BORDER_REPLICATE,
     )
     crop = np.asarray(crop_any, dtype=np.uint8)
+    cover = _photo_cover(m, img.shape[:2], config.size)
+    if cover.min() < 1.0:  # the crop reaches past the photo: no streaks of its edge pixels there
+        crop = _fill_outside(crop, cover)
     h, w = rgb.shape[:2]
     return FaceCrop(crop, to_crop.apply(face.points), to_crop, (w, h), face.depth * to_crop.scale)
 

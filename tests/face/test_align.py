@@ -116,6 +116,37 @@ def test_crop_landmarks_inside_and_eyes_level(
     assert np.allclose(crop.to_crop.apply(sample_face.points), lm)
 
 
+def test_a_crop_past_the_photos_edge_is_filled_smoothly(
+    photo: NDArray[np.uint8], sample_face: FaceLandmarks
+) -> None:
+    """The sample cut close above and left of the face: its crop's pixels on the photo are
+    those of the whole photo's crop; off it, no streaks of the edge pixels (the plain warp's
+    replicated border), a smooth fill. A crop inside the photo is the plain warp itself."""
+    full = crop_face(photo, sample_face, CropConfig(size=256))
+    plain = cv2.warpAffine(
+        photo, full.to_crop.matrix, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    assert np.array_equal(full.image, plain)
+    top, left = 150, 120
+    tight = np.ascontiguousarray(photo[top:, left:])
+    shifted = FaceLandmarks(sample_face.points - [left, top], sample_face.depth, (512 - left, 512 - top))
+    crop = crop_face(tight, shifted, CropConfig(size=256))
+    x, y = crop.to_crop.inverse().apply(np.mgrid[0:256, 0:256][::-1].reshape(2, -1).T.astype(float)).T
+    on, off = (np.minimum(x, y) > 1.0).reshape(256, 256), (np.minimum(x, y) < -30.0).reshape(256, 256)
+    assert on.mean() > 0.2 and off.mean() > 0.1
+    assert np.abs(crop.image[on].astype(int) - full.image[on].astype(int)).max() <= 1
+    streaky = cv2.warpAffine(
+        tight, crop.to_crop.matrix, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+
+    def roughness(img: NDArray[np.uint8]) -> float:
+        g = img.astype(float)
+        d = np.abs(np.diff(g, axis=0))[:, :-1] + np.abs(np.diff(g, axis=1))[:-1]
+        return float(d.sum(-1)[off[:-1, :-1]].mean())
+
+    assert roughness(crop.image) < 0.2 * roughness(streaky)
+
+
 def test_crop_removes_rotation(photo: NDArray[np.uint8], detector: LandmarkDetector) -> None:
     m = cv2.getRotationMatrix2D((256.0, 256.0), 20.0, 1.0)
     tilted = np.asarray(cv2.warpAffine(photo, m, (512, 512), borderMode=cv2.BORDER_REFLECT), np.uint8)
