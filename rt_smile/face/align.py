@@ -266,10 +266,9 @@ def _push_pull(img: NDArray[np.float32], weight: NDArray[np.float32]) -> NDArray
     if min(weight.shape) <= 2:
         mean = (img * weight[..., None]).reshape(-1, 3).sum(0) / max(float(weight.sum()), 1e-6)
         return np.broadcast_to(mean, img.shape).astype(np.float32)
-    coarse = _push_pull(
-        cv2.pyrDown(img * weight[..., None]) / np.maximum(cv2.pyrDown(weight), 1e-6)[..., None],
-        cv2.pyrDown(weight),
-    )
+    w = np.asarray(cv2.pyrDown(weight), dtype=np.float32)
+    mean = np.asarray(cv2.pyrDown(img * weight[..., None]), dtype=np.float32) / np.maximum(w, 1e-6)[..., None]
+    coarse = _push_pull(mean, w)
     up = cv2.pyrUp(coarse, dstsize=(weight.shape[1], weight.shape[0]))
     a = np.clip(2.0 * weight, 0.0, 1.0)[..., None]
     return np.asarray(img * a + up * (1.0 - a), dtype=np.float32)

@@ -135,8 +135,11 @@ def test_a_crop_past_the_photos_edge_is_filled_smoothly(
     on, off = (np.minimum(x, y) > 1.0).reshape(256, 256), (np.minimum(x, y) < -30.0).reshape(256, 256)
     assert on.mean() > 0.2 and off.mean() > 0.1
     assert np.abs(crop.image[on].astype(int) - full.image[on].astype(int)).max() <= 1
-    streaky = cv2.warpAffine(
-        tight, crop.to_crop.matrix, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    streaky = np.asarray(
+        cv2.warpAffine(
+            tight, crop.to_crop.matrix, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        ),
+        np.uint8,
     )
 
     def roughness(img: NDArray[np.uint8]) -> float:
