@@ -250,14 +250,13 @@ def _prefilter(rgb: NDArray[np.uint8], transform: Similarity) -> tuple[NDArray[n
 _EDGE_REACH_PX = 6.0
 
 
-def _photo_cover(to_crop: Similarity, shape: tuple[int, ...], size: int) -> NDArray[np.float32]:
-    """(size, size): how much of each crop pixel lies on the photo of ``shape`` (1 inside, 0
-    off it, a one-crop-pixel ramp across its edges)."""
-    grid = np.mgrid[0:size, 0:size][::-1].reshape(2, -1).T.astype(np.float64)  # (x, y) rows
-    x, y = to_crop.inverse().apply(grid).T
+def _photo_cover(to_crop: Similarity, shape: tuple[int, ...], points: Points) -> NDArray[np.float32]:
+    """How much of the crop pixel at each of ``points`` (crop pixels, (..., 2)) lies on the
+    photo of ``shape``: 1 inside, 0 off it, a one-crop-pixel ramp across its edges."""
+    x, y = np.moveaxis(to_crop.inverse().apply(points), -1, 0)
     h, w = shape[0], shape[1]
     inside = np.minimum(np.minimum(x + 0.5, w - 0.5 - x), np.minimum(y + 0.5, h - 0.5 - y))
-    return np.clip(inside * to_crop.scale + 0.5, 0.0, 1.0).reshape(size, size).astype(np.float32)
+    return np.asarray(np.clip(inside * to_crop.scale + 0.5, 0.0, 1.0), dtype=np.float32)
 
 
 def _push_pull(img: NDArray[np.float32], weight: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -301,9 +300,11 @@ def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = 
         borderMode=cv2.BORDER_REPLICATE,
     )
     crop = np.asarray(crop_any, dtype=np.uint8)
-    cover = _photo_cover(m, img.shape[:2], config.size)
-    if cover.min() < 1.0:  # the crop reaches past the photo: no streaks of its edge pixels there
-        crop = _fill_outside(crop, cover)
+    last = config.size - 1.0
+    corners = np.array([[0.0, 0.0], [last, 0.0], [0.0, last], [last, last]])
+    if _photo_cover(m, img.shape[:2], corners).min() < 1.0:  # the crop reaches past the photo
+        pixels = np.stack(np.meshgrid(np.arange(config.size), np.arange(config.size)), -1)
+        crop = _fill_outside(crop, _photo_cover(m, img.shape[:2], pixels.astype(np.float64)))
     h, w = rgb.shape[:2]
     return FaceCrop(crop, to_crop.apply(face.points), to_crop, (w, h), face.depth * to_crop.scale)
 

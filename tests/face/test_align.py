@@ -121,7 +121,8 @@ def test_a_crop_past_the_photos_edge_is_filled_smoothly(
 ) -> None:
     """The sample cut close above and left of the face: its crop's pixels on the photo are
     those of the whole photo's crop; off it, no streaks of the edge pixels (the plain warp's
-    replicated border), a smooth fill. A crop inside the photo is the plain warp itself."""
+    replicated border) but a smooth fill of the photo's colours, with no seam at the photo's
+    edge (a black or a flat fill fails these). A crop inside the photo is the plain warp."""
     full = crop_face(photo, sample_face, CropConfig(size=256))
     plain = cv2.warpAffine(
         photo, full.to_crop.matrix, (256, 256), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
@@ -148,6 +149,12 @@ def test_a_crop_past_the_photos_edge_is_filled_smoothly(
         return float(d.sum(-1)[off[:-1, :-1]].mean())
 
     assert roughness(crop.image) < 0.2 * roughness(streaky)
+    g = crop.image.astype(float)
+    grad = (np.abs(np.diff(g, axis=0))[:, :-1] + np.abs(np.diff(g, axis=1))[:-1]).sum(-1)
+    depth = np.minimum(x, y).reshape(256, 256)[:-1, :-1]  # photo pixels inside its edge
+    seam, inner = grad[np.abs(depth) < 3].mean(), grad[(depth > 5) & (depth < 40)].mean()
+    assert seam < inner, (seam, inner)
+    assert np.abs(g[off].mean(0) - g[on].mean(0)).max() < 50
 
 
 def test_crop_removes_rotation(photo: NDArray[np.uint8], detector: LandmarkDetector) -> None:
