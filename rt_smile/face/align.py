@@ -288,6 +288,21 @@ def _fill_outside(crop: NDArray[np.uint8], cover: NDArray[np.float32]) -> NDArra
     return np.asarray(np.clip(rgb * c + outside * (1.0 - c) + 0.5, 0, 255), dtype=np.uint8)
 
 
+def _off_photo_filled(
+    crop: NDArray[np.uint8], to_crop: Similarity, shape: tuple[int, ...]
+) -> NDArray[np.uint8]:
+    """``crop`` (resampled from a photo of ``shape`` by ``to_crop``) with its pixels off the
+    photo filled (``_fill_outside``); as it is when its four corners lie on the photo (the
+    photo is convex, so then the whole crop does)."""
+    size = crop.shape[0]
+    last = size - 1.0
+    corners = np.array([[0.0, 0.0], [last, 0.0], [0.0, last], [last, last]])
+    if _photo_cover(to_crop, shape, corners).min() >= 1.0:
+        return crop
+    pixels = np.stack(np.meshgrid(np.arange(size), np.arange(size)), -1).astype(np.float64)
+    return _fill_outside(crop, _photo_cover(to_crop, shape, pixels))
+
+
 def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = CropConfig()) -> FaceCrop:
     """Resample the aligned square face crop (rotation removed, upscaling allowed)."""
     to_crop = align_to_canonical(face.points).then(canonical_to_crop(config))
@@ -299,12 +314,7 @@ def crop_face(rgb: NDArray[np.uint8], face: FaceLandmarks, config: CropConfig = 
         flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    crop = np.asarray(crop_any, dtype=np.uint8)
-    last = config.size - 1.0
-    corners = np.array([[0.0, 0.0], [last, 0.0], [0.0, last], [last, last]])
-    if _photo_cover(m, img.shape[:2], corners).min() < 1.0:  # the crop reaches past the photo
-        pixels = np.stack(np.meshgrid(np.arange(config.size), np.arange(config.size)), -1)
-        crop = _fill_outside(crop, _photo_cover(m, img.shape[:2], pixels.astype(np.float64)))
+    crop = _off_photo_filled(np.asarray(crop_any, dtype=np.uint8), m, img.shape[:2])
     h, w = rgb.shape[:2]
     return FaceCrop(crop, to_crop.apply(face.points), to_crop, (w, h), face.depth * to_crop.scale)
 
