@@ -34,7 +34,8 @@ async function uploadPhoto(file) {
   try {
     const body = await api("/api/faces", { method: "POST", body: form });
     state.faceId = body.face_id;
-    $("face-status").textContent = `face: ${file.name}`;
+    const notes = (body.warnings || []).join("; ");
+    $("face-status").textContent = notes ? `face: ${file.name} (${notes})` : `face: ${file.name}`;
   } catch (err) {
     $("face-status").textContent = `face: ${err.message}`;
     throw err;

@@ -137,18 +137,25 @@ def face_frame(points: Points, depth: NDArray[np.float64] | None = None) -> Face
 TURNED_FACE_DEG = 15.0
 
 
-def warn_if_turned(yaw_deg: float) -> bool:
-    """Log a warning when a face is turned more than ``TURNED_FACE_DEG`` from the camera (its
-    ``FaceFrame.yaw_deg``); returns whether it was. The face is animated all the same."""
+def turned_message(yaw_deg: float) -> str | None:
+    """What to tell the user of a face turned more than ``TURNED_FACE_DEG`` from the camera (its
+    ``FaceFrame.yaw_deg``); None for a face within it."""
     if abs(yaw_deg) <= TURNED_FACE_DEG:
-        return False
-    logger.warning(
-        "the face is turned %.0f° from the camera; expressions are rendered most faithfully on "
-        "faces within about %.0f° of frontal (docs/translator.md, known gaps: turned faces)",
-        abs(yaw_deg),
-        TURNED_FACE_DEG,
+        return None
+    return (
+        f"the face is turned {abs(yaw_deg):.0f}° from the camera; expressions are rendered most "
+        f"faithfully on faces within about {TURNED_FACE_DEG:.0f}° of frontal "
+        "(docs/translator.md, known gaps: turned faces)"
     )
-    return True
+
+
+def warn_if_turned(yaw_deg: float) -> bool:
+    """Log ``turned_message`` as a warning where there is one; returns whether there was. The
+    face is animated all the same."""
+    message = turned_message(yaw_deg)
+    if message is not None:
+        logger.warning("%s", message)
+    return message is not None
 
 
 def frame_of(face: FaceLandmarks) -> FaceFrame:

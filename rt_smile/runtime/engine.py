@@ -29,7 +29,7 @@ from rt_smile.config import CropConfig, DetectorConfig, EngineConfig
 from rt_smile.data.expressions import ExpressionBasis
 from rt_smile.data.sequences import CLASSES
 from rt_smile.errors import RtSmileError
-from rt_smile.face.align import FaceCrop, crop_face, frame_of, warn_if_turned
+from rt_smile.face.align import FaceCrop, crop_face, frame_of, turned_message, warn_if_turned
 from rt_smile.face.landmarks import FaceLandmarks, LandmarkDetector, detect_face, make_detector
 from rt_smile.face.topology import NUM_LANDMARKS
 from rt_smile.models.cmmnet import CMMNet, GeneratorState, stack_states, unstack_states
@@ -65,6 +65,14 @@ class PreparedFace:
     aligned_to_crop: Array
     #: (468, 2) crop-pixel displacement of a full blink (both eyes).
     blink: Array
+    #: The head's yaw undone in the aligned frame, degrees (``FaceFrame.yaw_deg``).
+    yaw_deg: float = 0.0
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user should know about this photo (a face turned from the camera)."""
+        message = turned_message(self.yaw_deg)
+        return [] if message is None else [message]
 
     @property
     def neutral(self) -> Array:
@@ -99,7 +107,8 @@ def prepare_landmarks(rgb: NDArray[np.uint8], face: FaceLandmarks, size: int) ->
     warn_if_turned(frame.yaw_deg)
     linear = crop.to_crop.matrix[:, :2] @ frame.to_image
     blink = ExpressionBasis.for_aligned(frame.aligned).displacement({"AU45": 1.0}) @ linear.T
-    return PreparedFace(crop, prepare_face(crop.image, crop.landmarks), frame.aligned, linear, blink)
+    prior = prepare_face(crop.image, crop.landmarks)
+    return PreparedFace(crop, prior, frame.aligned, linear, blink, frame.yaw_deg)
 
 
 @dataclass

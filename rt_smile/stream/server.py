@@ -220,9 +220,12 @@ class SmileServer:
         face_id = (await asyncio.to_thread(hashlib.sha256, data)).hexdigest()[:16]
         if face_id in self.faces:
             self.faces.move_to_end(face_id)
-            return web.json_response({"face_id": face_id}, status=200)
-        self._remember(face_id, await self._prepare(data))
-        return web.json_response({"face_id": face_id}, status=201)
+            return web.json_response(
+                {"face_id": face_id, "warnings": self.faces[face_id].warnings}, status=200
+            )
+        face = await self._prepare(data)
+        self._remember(face_id, face)
+        return web.json_response({"face_id": face_id, "warnings": face.warnings}, status=201)
 
     async def face(self, face_id: str) -> PreparedFace:
         if face_id == SAMPLE_ID and SAMPLE_ID not in self.faces:

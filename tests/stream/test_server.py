@@ -22,8 +22,10 @@ from PIL import Image
 from rt_smile.cli import main
 from rt_smile.config import ServerConfig
 from rt_smile.errors import RtSmileError
-from rt_smile.face.landmarks import detect_face, make_detector
+from rt_smile.face.landmarks import LandmarkDetector, detect_face, make_detector
+from rt_smile.runtime.engine import PreparedFace
 from rt_smile.stream.server import check_bind
+from tests.conftest import turned
 from tests.stream.conftest import TEST_CONFIG, TEST_ENGINE, LiveServer, start_server, stop_server
 
 Frames = list[tuple[float, NDArray[np.uint8]]]
@@ -99,7 +101,7 @@ def test_aiortc_receiver_gets_the_uploaded_face_on_every_track(live: LiveServer,
 
     async def run() -> list[Frames]:
         status, body = await upload(live, Path(sample_file).read_bytes())
-        assert status in (200, 201) and body["face_id"]
+        assert status in (200, 201) and body["face_id"] and body["warnings"] == []
         again, same = await upload(live, Path(sample_file).read_bytes())
         assert again == 200 and same == body, "the same photo again is not a new face"
         client = await connect(live, 2, face_id=body["face_id"])
@@ -317,3 +319,25 @@ def test_non_loopback_bind_needs_a_token(capsys: pytest.CaptureFixture[str]) -> 
     assert len(err.splitlines()) == 1 and "--token" in err
     assert main(["serve", "--ice-server", "http://example.org"]) == 2
     assert "stun:" in capsys.readouterr().err
+
+
+def test_a_turned_face_is_uploaded_with_a_warning(
+    live: LiveServer, sample_file: Path, detector: LandmarkDetector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An uploaded face turned more than 15° from the camera (the sample's landmarks turned by
+    30°, as the server's detection of this photo) is accepted with a warning naming the angle,
+    again when the same photo comes back."""
+    import rt_smile.stream.server as server_module
+    from rt_smile.runtime.engine import prepare_landmarks
+
+    def turned_detection(rgb: NDArray[np.uint8], size: int, det: LandmarkDetector) -> PreparedFace:
+        return prepare_landmarks(rgb, turned(detect_face(rgb, detector=detector), 30.0), size)
+
+    monkeypatch.setattr(server_module, "prepare_photo", turned_detection)
+    rgb = np.array(Image.open(sample_file).convert("RGB"))
+    rgb[0, 0] ^= 1  # another file than the other tests' uploads: not a face the server knows
+    first = asyncio.run(upload(live, _png(rgb)))
+    again = asyncio.run(upload(live, _png(rgb)))
+    assert first[0] == 201 and again == (200, first[1])
+    (warning,) = first[1]["warnings"]
+    assert warning.startswith("the face is turned 3") and "15° of frontal" in warning
