@@ -345,19 +345,25 @@ def _static_int(n: int | Tensor) -> int:
         return int(n)
 
 
+def _in_halves(t: Tensor, count: int | Tensor, length: int) -> bool:
+    """Whether the work on ``t`` is run as two halves (of its ``length``, even) stacked on the
+    batch axis, so that a CPU kernel parallel over the batch uses two cores: on the CPU, for
+    ``count`` 1 (one frame, one photo), not while exporting (whose graph keeps one op)."""
+    return (
+        t.device.type == "cpu"
+        and not torch.onnx.is_in_onnx_export()
+        and length % 2 == 0
+        and _static_int(count) == 1
+    )
+
+
 def _basis_product(rows: Tensor, basis: Tensor) -> Tensor:
     """rows (P, M, N) @ basis (P, N, C) → (P, M, C). For one photo on the CPU, as two products
-    over the basis's column halves on the batch axis: the BLAS runs a product of so few rows on
-    one core (memory-bound: the basis is megabytes), ``bmm`` runs the halves on two; the same
-    values. Not while exporting, whose graph keeps the plain product."""
+    over the basis's column halves on the batch axis (``_in_halves``): the BLAS runs a product
+    of so few rows on one core (memory-bound: the basis is megabytes), ``bmm`` runs the halves
+    on two; the same values."""
     c = _static_int(basis.shape[2])
-    if (
-        basis.device.type != "cpu"
-        or torch.onnx.is_in_onnx_export()
-        or c % 2
-        or _static_int(basis.shape[0]) != 1
-        or _static_int(rows.shape[0]) != 1
-    ):
+    if not _in_halves(basis, basis.shape[0], c) or _static_int(rows.shape[0]) != 1:
         return torch.matmul(rows, basis)
     halves = basis[0].view(-1, 2, c // 2).transpose(0, 1)  # (2, N, C/2): a view
     return torch.matmul(rows[0], halves).transpose(0, 1).reshape(1, -1, c)
@@ -766,15 +772,10 @@ class Translator(nn.Module):
     def _warp_frame(self, back: Tensor, src: Tensor) -> Tensor:
         """The whole frame (B, 3, S, S): the source crops sampled by the coarse backward map
         (B, 2, G, G) upsampled. PyTorch's CPU kernel samples with one thread per frame, so one
-        frame on the CPU is sampled as its top and bottom halves stacked on the batch axis, on
-        two cores (the same values); not while exporting, whose graph keeps a dynamic batch."""
+        frame on the CPU is sampled as its top and bottom halves stacked on the batch axis
+        (``_in_halves``), on two cores (the same values)."""
         grid, s = self._frame_grid(back), self.size
-        if (
-            src.device.type != "cpu"
-            or torch.onnx.is_in_onnx_export()
-            or s % 2
-            or _static_int(grid.shape[0]) != 1
-        ):
+        if not _in_halves(src, grid.shape[0], s):
             return F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
         halves = grid.reshape(2, s // 2, s, 2)
         out = F.grid_sample(
