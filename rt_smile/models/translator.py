@@ -189,9 +189,16 @@ def _lid_colors(
     return np.stack([*rows, lash_c])
 
 
-#: Colour of teeth when the photo shows neither teeth nor clear eye whites.
+#: Colour of teeth when the photo shows neither teeth nor clear eye whites (its hue; its
+#: brightness follows the photo's skin, ``_TEETH_OVER_SKIN``).
 _ENAMEL = np.array([0.93, 0.9, 0.84])
 _ENAMEL.setflags(write=False)
+#: Teeth against the skin under the eyes, in luminance: the brighter half of the whitish pixels
+#: between real lips over the median cheek skin came out at 0.87-1.45, median 1.2, on the photos
+#: and video frames at hand that show teeth (docs/translator.md).
+_TEETH_OVER_SKIN = 1.2
+#: Drawn teeth are never brighter than this (luminance).
+_TEETH_MAX_LUMA = 0.92
 #: Whitish pixels (in IOD²) from which the photo's own teeth colour is trusted fully; under a
 #: sixth of that, not at all.
 _WHITISH_AREA_IOD2 = 0.007
@@ -200,23 +207,52 @@ _WHITISH_AREA_IOD2 = 0.007
 def _teeth_color(
     rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Teeth from the photo's whitish pixels (saturation ≤ 0.3, not dark) in its mouth opening
-    and eye openings, the brighter half of them, pulled towards enamel white the fewer there are
-    (counted in IOD², so alike at 256² and 512²): a photo with closed lips and shaded or
-    spectacled eyes gets enamel, not lip or skin colour."""
-    bright = _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER))
-    for up, lo in ((topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER), (topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)):
-        bright |= _polygon_mask(hw, _eye_polygon(lm, up, lo))
-    cand = rgb[bright.ravel()]
-    top = cand.max(1)
-    saturation = (top - cand.min(1)) / np.maximum(top, 1e-3)
-    whitish = cand[(saturation <= 0.3) & (cand @ _LUMA >= 0.35)]
+    """Teeth colour. Where the photo shows teeth, their colour: the brighter half of the whitish
+    pixels (saturation ≤ 0.3, not dark) in its mouth opening. Else (and pulled towards it the
+    fewer of those there are; counted in IOD², so alike at 256² and 512²) drawn teeth as bright
+    as ``_TEETH_OVER_SKIN`` times the skin under the eyes, in the hue of the eye whites (of
+    enamel for a photo with shaded or spectacled eyes): teeth lit as the face is, not a white
+    that glows in a dim photo."""
     iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
     full = _WHITISH_AREA_IOD2 * iod * iod
-    trust = float(np.clip((len(whitish) - full / 6.0) / (full * 5.0 / 6.0), 0.0, 1.0))
-    seen = _bright_half(whitish) if trust > 0 else _ENAMEL
-    teeth = trust * (0.8 * seen + 0.2 * _ENAMEL) + (1.0 - trust) * _ENAMEL
-    return np.clip(teeth * 0.95 / max(float(teeth.max()), 1e-3), 0.0, 1.0)
+    mouth = _whitish(rgb, _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)))
+    eyes = _whitish(
+        rgb,
+        _polygon_mask(hw, _eye_polygon(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER))
+        | _polygon_mask(hw, _eye_polygon(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)),
+    )
+    hue = _trusted_mean(eyes, full, _ENAMEL)
+    drawn = hue * min(_TEETH_OVER_SKIN * _cheek_luma(rgb, hw, lm), _TEETH_MAX_LUMA) / float(hue @ _LUMA)
+    return np.clip(_trusted_mean(mouth, full, drawn), 0.0, 1.0)
+
+
+def _whitish(rgb: NDArray[np.float64], mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """The pixels of ``rgb`` (N, 3) under ``mask`` with saturation ≤ 0.3 and luminance ≥ 0.35."""
+    cand = rgb[mask.ravel()]
+    top = cand.max(1, initial=0.0)
+    saturation = (top - cand.min(1, initial=1.0)) / np.maximum(top, 1e-3)
+    return cand[(saturation <= 0.3) & (cand @ _LUMA >= 0.35)]
+
+
+def _trusted_mean(px: NDArray[np.float64], full: float, fallback: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The brighter half of ``px`` (``_bright_half``), mixed 4:1 with ``fallback``, trusted the
+    more the more pixels there are: fully from ``full`` pixels, not at all under a sixth of it."""
+    trust = float(np.clip((len(px) - full / 6.0) / (full * 5.0 / 6.0), 0.0, 1.0))
+    if trust <= 0.0:
+        return fallback
+    return trust * (0.8 * _bright_half(px) + 0.2 * fallback) + (1.0 - trust) * fallback
+
+
+def _cheek_luma(rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]) -> float:
+    """Median luminance of the skin under both eyes (0.08 to 0.2 IOD below the lower lids); a
+    mid grey where none is in the crop."""
+    iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
+    px = [
+        _band_pixels(rgb, hw, lm[list(lower)], 0.08 * iod, 0.2 * iod)
+        for lower in (topo.RIGHT_EYE_LOWER, topo.LEFT_EYE_LOWER)
+    ]
+    cheek = np.concatenate(px)
+    return float(np.median(cheek @ _LUMA)) if len(cheek) > 8 else 0.6
 
 
 def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -397,6 +433,10 @@ LID_END_FADE = 0.2
 #: Apparent width of a drawn upper and lower central incisor at the middle of the mouth, IOD.
 UPPER_INCISOR_IOD = 0.095
 LOWER_INCISOR_IOD = 0.065
+#: A drawn tooth's biting edge rises by this share of its width at each gap (rounded corners).
+TOOTH_CORNER = 0.15
+#: The tongue's colour: the cavity's (the lips', darkened) brightened by this gain.
+TONGUE_GAIN = 1.8
 
 
 @dataclass(frozen=True)
@@ -426,17 +466,21 @@ class _PhotoInterior:
     gap: Tensor
 
 
-def _tooth_gaps(lips: _Lips, incisor: Tensor) -> Tensor:
+def _tooth_gaps(lips: _Lips, incisor: Tensor) -> tuple[Tensor, Tensor]:
     """Thin lines (B, P, 0 to 1) between drawn teeth: one at the middle of the mouth, then one
     every tooth width, the widths (``incisor`` px at the middle) narrowing towards the corners
-    as the dental arch turns away."""
+    as the dental arch turns away; and how far (B, P, px) the teeth's biting edges rise there:
+    rounded tooth corners, ``TOOTH_CORNER`` of the tooth's width at each gap, which open small
+    dark notches between the upper teeth's tips (the lower incisors' edges are straighter)."""
     half = 0.5 * lips.width
     x = ((lips.s - 0.5) * lips.width).abs()
     r = (x / half).clamp(max=1.0)
-    u = x / incisor * (1.0 + 0.8 * r * r)  # teeth counted from the middle
+    narrowing = 1.0 + 0.8 * r * r
+    u = x / incisor * narrowing  # teeth counted from the middle
     c2 = torch.cos(np.pi * u) ** 2
     c8 = (c2 * c2) ** 2
-    return c8 * c8 * c8  # cos²⁴ (by squaring: a generic power runs ~3x slower)
+    rise = c8 * (TOOTH_CORNER * incisor / narrowing)
+    return c8 * c8 * c8, rise  # cos²⁴ (by squaring: a generic power runs ~3x slower)
 
 
 class Translator(nn.Module):
@@ -597,20 +641,26 @@ class Translator(nn.Module):
         t, t_up, t_lo = lips.t, lips.top, lips.bottom
         gap = (t_lo - t_up).clamp_min(1e-3)
         depth = ((t - t_up) / gap).clamp(0.0, 1.0)
-        upper_teeth = torch.sigmoid((t_up + upper_h - t) / self.edge)
+        # 1 in the lower half of the opening, else 0 (a float step: masks and selects by a
+        # boolean tensor run several times slower than arithmetic)
+        lower = ((t - 0.5 * (t_up + t_lo)) * 1e4).clamp(0.0, 1.0)
+        incisor = (UPPER_INCISOR_IOD + (LOWER_INCISOR_IOD - UPPER_INCISOR_IOD) * lower) * iod
+        lines, rise = _tooth_gaps(lips, incisor)
+        upper_teeth = torch.sigmoid((t_up + upper_h - rise - t) / self.edge)
         low_h = self.config.lower_teeth_share * teeth_h
         opened = ((gap - 1.6 * teeth_h) / (0.4 * teeth_h)).clamp(0.0, 1.0)
         lower_teeth = torch.sigmoid((t - (t_lo - low_h)) / self.edge) * opened
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
-        # 1 in the lower half of the opening, else 0 (a float step: masks and selects by a
-        # boolean tensor run several times slower than arithmetic)
-        lower = ((t - 0.5 * (t_up + t_lo)) * 1e4).clamp(0.0, 1.0)
-        incisor = (UPPER_INCISOR_IOD + (LOWER_INCISOR_IOD - UPPER_INCISOR_IOD) * lower) * iod
-        gap_shade = 1.0 - (0.2 - 0.1 * lower) * _tooth_gaps(lips, incisor)
-        tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * (1.0 - 0.15 * lower) * gap_shade
+        # the upper lip shades the top of the upper teeth
+        lip_shade = 0.8 + 0.2 * ((t - t_up) / (0.3 * teeth_h)).clamp(0.0, 1.0)
+        gap_shade = 1.0 - (0.2 - 0.1 * lower) * lines
+        tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * (1.0 - 0.15 * lower) * gap_shade * lip_shade
         teeth_rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None]
-        return teeth_rgb + ((1 - teeth_a) * cavity_shade)[:, None] * palette[:, 1, :, None]
+        # the tongue fills the back of the opening's lower part, in the middle of the mouth
+        tongue = _smoothstep((depth - 0.45) / 0.4) * lateral
+        cavity = palette[:, 1, :, None] * (1.0 + (TONGUE_GAIN - 1.0) * tongue[:, None])
+        return teeth_rgb + ((1 - teeth_a) * cavity_shade)[:, None] * cavity
 
     def _photo_interior(
         self, lips: _Lips, neutral: Tensor, target: Tensor, src: Tensor, teeth_h: Tensor

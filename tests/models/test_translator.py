@@ -16,9 +16,11 @@ from rt_smile.face.align import FaceCrop, crop_face
 from rt_smile.face.landmarks import LandmarkDetector, detect_face
 from rt_smile.io.images import load_image
 from rt_smile.models.translator import (
+    UPPER_INCISOR_IOD,
     FacePrior,
     Translator,
     _basis_product,
+    _cheek_luma,
     prepare_face,
     tps_flow_basis,
 )
@@ -258,21 +260,60 @@ def test_closed_lips_photo_gets_white_teeth(closed_lips: tuple[FaceCrop, FacePri
     assert (teeth.max() - teeth.min()) / teeth.max() < 0.15, teeth
 
 
+def test_drawn_teeth_are_lit_as_the_face_is(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
+    """Teeth drawn for a photo that shows none are 1.2 times as bright as the skin under its
+    eyes (real teeth against that skin: 0.87-1.45, median 1.2): the same photo darkened to 60 %
+    gets teeth 60 % as bright, not a white that glows in a dim photo."""
+    crop, prior = closed_lips
+    dim = prepare_face((crop.image * 0.6 + 0.5).astype(np.uint8), crop.landmarks)
+    luma = torch.tensor([0.299, 0.587, 0.114])
+    bright, dark = float(prior.palette[0] @ luma), float(dim.palette[0] @ luma)
+    skin = _cheek_luma(crop.image.reshape(-1, 3) / 255.0, (256, 256), crop.landmarks)
+    assert bright == pytest.approx(1.2 * skin, abs=0.02)
+    assert dark / bright == pytest.approx(0.6, abs=0.03)
+
+
 def test_open_mouth_of_closed_lips_draws_separate_teeth(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
     """Opening lips that were closed in the photo: the whole opening is drawn (no smeared lip
-    texture), with white upper teeth whose gaps darken the middle of the mouth, and a dark
-    cavity below them."""
+    texture), with upper teeth brighter than the skin whose gaps darken the middle of the mouth,
+    and a dark cavity below them."""
     crop, prior = closed_lips
     target = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
     frame = _render(Translator(256), prior, target[None])[0].astype(np.float64)
     lum = frame @ np.array([0.299, 0.587, 0.114])
     up, lo = target[13], target[14]
     x, y = round(float(up[0])), round(float(up[1]))
-    column = lum[y + 1 : round(float(lo[1])) - 1, x - 6 : x + 7].min(1)
-    assert column.max() > 170 and column.min() < 70, column
+    rows = lum[y + 1 : round(float(lo[1])) - 1, x - 6 : x + 7]
+    skin = 255.0 * _cheek_luma(crop.image.reshape(-1, 3) / 255.0, (256, 256), crop.landmarks)
+    assert np.median(rows, 1).max() > 1.1 * skin and rows.min(1).min() < 70, (rows, skin)
     middle = round(float(target[78, 0] + target[308, 0]) / 2)  # between the inner mouth corners
     teeth_row = lum[y + 3, middle - 6 : middle + 7]
     assert teeth_row[5:8].min() < teeth_row[[0, 1, 11, 12]].mean() - 15, "no gap between the central incisors"
+
+
+def test_drawn_upper_teeth_have_rounded_tips(
+    detector: LandmarkDetector, other_face: NDArray[np.uint8]
+) -> None:
+    """The drawn upper teeth's biting edge rises at each gap between them (rounded corners,
+    ``TOOTH_CORNER`` of a tooth's width): at 512², under the middle gap the teeth end two rows
+    higher than under the middles of the two central incisors beside it (a straight edge, as
+    before, ends level)."""
+    crop = crop_face(other_face, detect_face(other_face, DetectorConfig(), detector), CropConfig(size=512))
+    target = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
+    prior = prepare_face(crop.image, crop.landmarks)
+    lum = _render(Translator(512), prior, target[None])[0].astype(np.float64) @ np.array(
+        [0.299, 0.587, 0.114]
+    )
+    iod = float(np.linalg.norm(target[topo.RIGHT_EYE_OUTER] - target[topo.LEFT_EYE_OUTER]))
+    middle = round(float(target[78, 0] + target[308, 0]) / 2)
+    half_tooth = round(UPPER_INCISOR_IOD * iod / 2)
+    y = round(float(target[13, 1]))
+    ends = []
+    for x in (middle - half_tooth, middle, middle + half_tooth):
+        column = lum[y : y + round(0.2 * iod), x]
+        top = int(np.argmax(column > 120))  # the teeth start under the lip ...
+        ends.append(top + int(np.argmax(column[top:] < 120)))  # ... and end at the cavity
+    assert ends[1] <= min(ends[0], ends[2]) - 2, ends
 
 
 def test_the_backward_map_has_converged(sample_crop: FaceCrop) -> None:
