@@ -435,8 +435,8 @@ UPPER_INCISOR_IOD = 0.095
 LOWER_INCISOR_IOD = 0.065
 #: A drawn tooth's biting edge rises by this share of its width at each gap (rounded corners).
 TOOTH_CORNER = 0.15
-#: The tongue's colour: the cavity's (the lips', darkened) brightened by this gain.
-TONGUE_GAIN = 1.8
+#: The tongue's colour: the cavity's (the lips', darkened) brightened by this gain (a dark red).
+TONGUE_GAIN = 2.6
 
 
 @dataclass(frozen=True)
@@ -634,10 +634,11 @@ class Translator(nn.Module):
     def _drawn_interior(
         self, lips: _Lips, lateral: Tensor, teeth_h: Tensor, upper_h: Tensor, palette: Tensor, iod: Tensor
     ) -> Tensor:
-        """Drawn mouth interior (B, 3, P): upper teeth ``upper_h`` px tall under the upper lip,
-        lower teeth along the lower lip once the mouth is open well beyond the teeth (a little
-        darker: the upper lip shades them), thin gaps between the teeth, and a cavity darkest at
-        mid-depth in the middle."""
+        """Drawn mouth interior (B, 3, P): upper teeth ``upper_h`` px tall under the upper lip
+        (their top in its shade, rounded tips), lower teeth along the lower lip once the mouth
+        is open well beyond the teeth (a little darker: the upper lip shades them), thin gaps
+        between the teeth, and a cavity darkest at mid-depth in the middle, with the tongue in
+        the lower part of a wide opening."""
         t, t_up, t_lo = lips.t, lips.top, lips.bottom
         gap = (t_lo - t_up).clamp_min(1e-3)
         depth = ((t - t_up) / gap).clamp(0.0, 1.0)
@@ -657,8 +658,11 @@ class Translator(nn.Module):
         gap_shade = 1.0 - (0.2 - 0.1 * lower) * lines
         tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * (1.0 - 0.15 * lower) * gap_shade * lip_shade
         teeth_rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None]
-        # the tongue fills the back of the opening's lower part, in the middle of the mouth
-        tongue = _smoothstep((depth - 0.45) / 0.4) * lateral
+        # the tongue: a dome in the lower part of an opening over 2.5 times the teeth's height
+        # (behind the lower teeth in a smaller one), highest in the middle of the mouth
+        u = 2.0 * lips.s - 1.0
+        wide = ((gap - 2.5 * teeth_h) / teeth_h).clamp(0.0, 1.0)
+        tongue = torch.sigmoid((depth - 0.55 - 0.35 * u * u) * gap / (2.0 * self.edge)) * lateral * wide
         cavity = palette[:, 1, :, None] * (1.0 + (TONGUE_GAIN - 1.0) * tongue[:, None])
         return teeth_rgb + ((1 - teeth_a) * cavity_shade)[:, None] * cavity
 

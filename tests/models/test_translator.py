@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
+import rt_smile.models.translator as translator_module
 from rt_smile.config import CropConfig, DetectorConfig, TranslatorConfig
 from rt_smile.data.expressions import apply_expression
 from rt_smile.face import topology as topo
@@ -295,9 +296,9 @@ def test_drawn_upper_teeth_have_rounded_tips(
     detector: LandmarkDetector, other_face: NDArray[np.uint8]
 ) -> None:
     """The drawn upper teeth's biting edge rises at each gap between them (rounded corners,
-    ``TOOTH_CORNER`` of a tooth's width): at 512², under the middle gap the teeth end two rows
-    higher than under the middles of the two central incisors beside it (a straight edge, as
-    before, ends level)."""
+    ``TOOTH_CORNER`` of a tooth's width, 2.4 px here): at 512², under the middle gap the teeth
+    end at least 1.5 rows higher than, on average, under the middles of the two central
+    incisors beside it (a straight edge, as before, ends level: within 0.5 rows)."""
     crop = crop_face(other_face, detect_face(other_face, DetectorConfig(), detector), CropConfig(size=512))
     target = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
     prior = prepare_face(crop.image, crop.landmarks)
@@ -312,8 +313,33 @@ def test_drawn_upper_teeth_have_rounded_tips(
     for x in (middle - half_tooth, middle, middle + half_tooth):
         column = lum[y : y + round(0.2 * iod), x]
         top = int(np.argmax(column > 120))  # the teeth start under the lip ...
-        ends.append(top + int(np.argmax(column[top:] < 120)))  # ... and end at the cavity
-    assert ends[1] <= min(ends[0], ends[2]) - 2, ends
+        last = top + int(np.argmax(column[top:] < 120)) - 1  # ... and end at the cavity:
+        ends.append(last + (column[last] - 120) / (column[last] - column[last + 1]))  # sub-pixel
+    assert ends[1] <= (ends[0] + ends[2]) / 2 - 1.5, ends
+
+
+def test_a_wide_opening_shows_the_tongue(
+    closed_lips: tuple[FaceCrop, FacePrior], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mouth opened well beyond the teeth (AU25 1, AU26 0.8) shows the tongue in the lower
+    part of the opening: lighter and redder there than the bare cavity (the same render with
+    the tongue's gain at 1), the upper part unchanged; the closed loop's open smile (AU25 0.7,
+    AU26 0.4) opens too little to show it."""
+    crop, prior = closed_lips
+    wide = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 1.0, "AU26": 0.8})[:468]
+    smile = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
+    targets = np.stack([wide, smile])
+    with_tongue = _render(Translator(256), prior, targets).astype(np.float64)
+    monkeypatch.setattr(translator_module, "TONGUE_GAIN", 1.0)
+    bare = _render(Translator(256), prior, targets).astype(np.float64)
+    assert np.abs(with_tongue[1] - bare[1]).max() <= 1.0
+    x = round(float(wide[78, 0] + wide[308, 0]) / 2)
+    top, bottom = round(float(wide[13, 1])), round(float(wide[14, 1]))
+    upper = np.s_[top : top + 2 * (bottom - top) // 5, x - 2 : x + 3]  # teeth and dark cavity
+    lower = np.s_[(top + bottom) // 2 : bottom - 3, x - 2 : x + 3]
+    assert np.abs(with_tongue[0][upper] - bare[0][upper]).max() <= 1.0
+    gain = with_tongue[0][lower] - bare[0][lower]
+    assert gain.max(axis=(0, 1))[0] > 8.0 and (gain[..., 0] >= gain[..., 1]).all(), gain.max(axis=(0, 1))
 
 
 def test_the_backward_map_has_converged(sample_crop: FaceCrop) -> None:
