@@ -641,7 +641,8 @@ class Translator(nn.Module):
         the lower part of a wide opening."""
         t, t_up, t_lo = lips.t, lips.top, lips.bottom
         gap = (t_lo - t_up).clamp_min(1e-3)
-        depth = ((t - t_up) / gap).clamp(0.0, 1.0)
+        below = t - t_up  # px under the upper lip
+        depth = (below / gap).clamp(0.0, 1.0)
         # 1 in the lower half of the opening, else 0 (a float step: masks and selects by a
         # boolean tensor run several times slower than arithmetic)
         lower = ((t - 0.5 * (t_up + t_lo)) * 1e4).clamp(0.0, 1.0)
@@ -653,18 +654,18 @@ class Translator(nn.Module):
         lower_teeth = torch.sigmoid((t - (t_lo - low_h)) / self.edge) * opened
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
-        # the upper lip shades the top of the upper teeth
-        lip_shade = 0.8 + 0.2 * ((t - t_up) / (0.3 * teeth_h)).clamp(0.0, 1.0)
+        # the upper lip shades the top of the upper teeth: 0.8 under it, 1 from 0.3 of their height
+        lip_shade = (0.8 + (0.2 / 0.3) * below / teeth_h).clamp(0.8, 1.0)
         gap_shade = 1.0 - (0.2 - 0.1 * lower) * lines
         tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * (1.0 - 0.15 * lower) * gap_shade * lip_shade
         teeth_rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None]
         # the tongue: a dome in the lower part of an opening over 2.5 times the teeth's height
-        # (behind the lower teeth in a smaller one), highest in the middle of the mouth
-        u = 2.0 * lips.s - 1.0
-        wide = ((gap - 2.5 * teeth_h) / teeth_h).clamp(0.0, 1.0)
-        tongue = torch.sigmoid((depth - 0.55 - 0.35 * u * u) * gap / (2.0 * self.edge)) * lateral * wide
-        cavity = palette[:, 1, :, None] * (1.0 + (TONGUE_GAIN - 1.0) * tongue[:, None])
-        return teeth_rgb + ((1 - teeth_a) * cavity_shade)[:, None] * cavity
+        # (behind the lower teeth in a smaller one), its top at 0.55 of the opening in the middle
+        # of the mouth and lower towards the corners (1 - lateral: the squared distance from it)
+        wide = (gap / teeth_h - 2.5).clamp(0.0, 1.0) * lateral
+        dome = torch.sigmoid((below - (0.9 - 0.35 * lateral) * gap) / (2.0 * self.edge))
+        cavity = (1 - teeth_a) * cavity_shade * (1.0 + (TONGUE_GAIN - 1.0) * wide * dome)
+        return teeth_rgb + cavity[:, None] * palette[:, 1, :, None]
 
     def _photo_interior(
         self, lips: _Lips, neutral: Tensor, target: Tensor, src: Tensor, teeth_h: Tensor
