@@ -345,6 +345,16 @@ def _running_max(x: Tensor) -> Tensor:
     return torch.where(earlier, x[:, None, :], torch.finfo(x.dtype).min).amax(-1)
 
 
+def _moved_with_corners(frame: _CurveFrame, s: Tensor, points: Tensor) -> Tensor:
+    """t in ``frame`` at each s (B, P) of the polyline ``points`` (B, K, 2) carried by the
+    similarity that takes its end points onto the frame's (the target eye's corners): the
+    photo's lid moved with its eye, so that a head that moves, turns or comes nearer (the idle
+    head motion) lowers no lid against it."""
+    own = _CurveFrame(points[:, 0], points[:, -1])
+    ks, kt = own.coords(points)
+    return _piecewise(s, _running_max(ks), kt * (frame.length / own.length))
+
+
 def _roi(size: int, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = (round(f * size) for f in box)
     return x0, y0, x1, y1
@@ -711,7 +721,7 @@ class Translator(nn.Module):
         p = torch.cat(pix.chunk(2, dim=1))  # (2B, P, 2)
         s, t = frame.coords(p)
         t_t = frame.curve(s, up_t)
-        t_n = frame.curve(s, torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]]))
+        t_n = _moved_with_corners(frame, s, torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]]))
         t_lo = frame.curve(s, torch.cat([target[:, idx[2]], target[:, idx[3]]]))
         alpha, lash = self._lid_cover(s, t, t_n, t_t, t_lo)
         under = frame.curve(s, torch.cat([neutral[:, idx[2]], neutral[:, idx[3]]]))
@@ -729,7 +739,8 @@ class Translator(nn.Module):
         self, s: Tensor, t: Tensor, t_n: Tensor, t_t: Tensor, t_lo: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Lid and lash-line alphas (2B, P) at the eye pixels (s, t in the target upper lid's
-        frame; t_n, t_t, t_lo: the neutral and target upper lid and the target lower lid there).
+        frame; t_n, t_t, t_lo: the photo's upper lid carried with the eye's corners, the target
+        upper lid and the target lower lid there).
         The lid covers what was eye opening in the photo and now lies above the target lid
         line. Its top rises above the neutral lid line by as much as the lid dropped there, so
         it is a lens that tapers to the eye corners; it fades in from that top, and from its

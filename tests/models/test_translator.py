@@ -134,6 +134,33 @@ def test_blink_covers_the_eyes_with_lid_skin(sample_crop: FaceCrop, prior: FaceP
         assert after < before, "the lid region should be smooth skin, not iris and sclera"
 
 
+def test_head_motion_draws_no_lid(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    """The live engine's idle head motion moves, turns and scales all the landmarks together:
+    then no lid is drawn over the eyes (the warp alone moves them), while a blink on the moved
+    head still closes them. A lid's drop is measured against the photo's lid carried by the
+    eye's corners; measured against the photo's lid where it was, a head 2 px lower drew a lid
+    band and a lash line over both eyes."""
+    tr = Translator(256)
+    lm = sample_crop.landmarks[:468]
+    a = np.deg2rad(1.2)
+    turn = 1.02 * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    centre = lm.mean(0)
+
+    def moved(points: NDArray[np.float64]) -> NDArray[np.float64]:
+        return (points[:468] - centre) @ turn.T + centre + np.array([0.5, 2.0])
+
+    blink = apply_expression(sample_crop.landmarks, {"AU45": 1.0})
+    targets = torch.from_numpy(np.stack([moved(lm), moved(blink)])).float()
+    neutral = prior.neutral[None].expand(2, -1, -1)
+    pix = tr.roi_pixels[:, : 2 * tr.n_eye].expand(2, -1, -1)
+    iod = torch.full((2, 1), float(sample_crop.iod))
+    palette, src = prior.palette[None].expand(2, -1, -1), prior.image.expand(2, -1, -1, -1)
+    with torch.inference_mode():
+        _, alpha = tr.lid_layer(pix, neutral, targets, palette, src, iod)
+    assert float(alpha[0].max()) < 0.01
+    assert float(alpha[1].max()) > 0.9
+
+
 def _lid_texture_ratio(crop: FaceCrop, prior: FacePrior) -> list[float]:
     """Per eye: fine detail (mean |pixel - 3x3 mean|) of the closed lid over the photo's own
     under-eye skin, in the columns of the lid's middle point."""
