@@ -193,9 +193,12 @@ def _lid_colors(
 #: brightness follows the photo's skin, ``_TEETH_OVER_SKIN``).
 _ENAMEL = np.array([0.93, 0.9, 0.84])
 _ENAMEL.setflags(write=False)
-#: Teeth against the skin under the eyes, in luminance: the brighter half of the whitish pixels
-#: between real lips over the median cheek skin came out at 0.87-1.45, median 1.2, on the photos
-#: and video frames at hand that show teeth (docs/translator.md).
+#: Teeth against the eye whites and against the skin under the eyes, in luminance: the brighter
+#: half of the whitish pixels between real lips came out at 0.92-1.56 times the eye whites'
+#: (median 1.13) and 0.87-1.45 times the median cheek skin's (median 1.2), on the photos and
+#: video frames at hand that show teeth (docs/translator.md). The eye whites are the better
+#: reference: like teeth, they are white whatever the skin's tone.
+_TEETH_OVER_WHITES = 1.13
 _TEETH_OVER_SKIN = 1.2
 #: Drawn teeth are never brighter than this (luminance).
 _TEETH_MAX_LUMA = 0.92
@@ -208,11 +211,12 @@ def _teeth_color(
     rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """Teeth colour. Where the photo shows teeth, their colour: the brighter half of the whitish
-    pixels (saturation ≤ 0.3, not dark) in its mouth opening. Else (and pulled towards it the
-    fewer of those there are; counted in IOD², so alike at 256² and 512²) drawn teeth as bright
-    as ``_TEETH_OVER_SKIN`` times the skin under the eyes, in the hue of the eye whites (of
-    enamel for a photo with shaded or spectacled eyes): teeth lit as the face is, not a white
-    that glows in a dim photo."""
+    pixels (saturation ≤ 0.3, not dark) in its mouth opening, mixed 4:1 with the drawn colour.
+    Else (and pulled towards it the fewer of those there are; counted in IOD², so alike at 256²
+    and 512²) drawn teeth lit as the face is: in the hue of the eye whites and
+    ``_TEETH_OVER_WHITES`` times as bright, or, for a photo with shaded or spectacled eyes, in
+    enamel's hue and ``_TEETH_OVER_SKIN`` times as bright as the skin under the eyes; not a
+    white that glows in a dim photo."""
     iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
     full = _WHITISH_AREA_IOD2 * iod * iod
     mouth = _whitish(rgb, _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)))
@@ -221,8 +225,12 @@ def _teeth_color(
         _polygon_mask(hw, _eye_polygon(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER))
         | _polygon_mask(hw, _eye_polygon(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER)),
     )
-    hue = _trusted_mean(eyes, full, _ENAMEL)
-    drawn = hue * min(_TEETH_OVER_SKIN * _cheek_luma(rgb, hw, lm), _TEETH_MAX_LUMA) / float(hue @ _LUMA)
+    trust = _trust(len(eyes), full)
+    whites = _bright_half(eyes) if trust > 0.0 else _ENAMEL
+    hue = trust * (0.8 * whites + 0.2 * _ENAMEL) + (1.0 - trust) * _ENAMEL
+    lit = trust * _TEETH_OVER_WHITES * float(whites @ _LUMA)
+    lit += (1.0 - trust) * _TEETH_OVER_SKIN * _cheek_luma(rgb, hw, lm)
+    drawn = hue * min(lit, _TEETH_MAX_LUMA) / float(hue @ _LUMA)
     return np.clip(_trusted_mean(mouth, full, drawn), 0.0, 1.0)
 
 
@@ -234,10 +242,15 @@ def _whitish(rgb: NDArray[np.float64], mask: NDArray[np.bool_]) -> NDArray[np.fl
     return cand[(saturation <= 0.3) & (cand @ _LUMA >= 0.35)]
 
 
+def _trust(count: int, full: float) -> float:
+    """How far ``count`` whitish pixels are trusted: fully from ``full``, not under a sixth."""
+    return float(np.clip((count - full / 6.0) / (full * 5.0 / 6.0), 0.0, 1.0))
+
+
 def _trusted_mean(px: NDArray[np.float64], full: float, fallback: NDArray[np.float64]) -> NDArray[np.float64]:
     """The brighter half of ``px`` (``_bright_half``), mixed 4:1 with ``fallback``, trusted the
-    more the more pixels there are: fully from ``full`` pixels, not at all under a sixth of it."""
-    trust = float(np.clip((len(px) - full / 6.0) / (full * 5.0 / 6.0), 0.0, 1.0))
+    more the more pixels there are (``_trust``)."""
+    trust = _trust(len(px), full)
     if trust <= 0.0:
         return fallback
     return trust * (0.8 * _bright_half(px) + 0.2 * fallback) + (1.0 - trust) * fallback
@@ -256,10 +269,10 @@ def _cheek_luma(rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.fl
 
 
 def _palette(image: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Colours taken from the photo: teeth from its whitish pixels in the mouth and eye openings
-    (``_teeth_color``); cavity from the lips, darkened; closed-lid tones and lash line from
-    around the eyes (``_lid_colors``); and how much of its inner-lip gap is not lip
-    (``_interior_share``)."""
+    """Colours taken from the photo: teeth from its own where it shows them, else lit as its eye
+    whites or its skin are (``_teeth_color``); cavity from the lips, darkened; closed-lid tones
+    and lash line from around the eyes (``_lid_colors``); and how much of its inner-lip gap is
+    not lip (``_interior_share``)."""
     hw = (int(image.shape[0]), int(image.shape[1]))
     rgb = image.reshape(-1, 3).astype(np.float64) / 255.0
     teeth = _teeth_color(rgb, hw, lm)
@@ -345,14 +358,23 @@ def _running_max(x: Tensor) -> Tensor:
     return torch.where(earlier, x[:, None, :], torch.finfo(x.dtype).min).amax(-1)
 
 
-def _moved_with_corners(frame: _CurveFrame, s: Tensor, points: Tensor) -> Tensor:
-    """t in ``frame`` at each s (B, P) of the polyline ``points`` (B, K, 2) carried by the
-    similarity that takes its end points onto the frame's (the target eye's corners): the
-    photo's lid moved with its eye, so that a head that moves, turns or comes nearer (the idle
-    head motion) lowers no lid against it."""
-    own = _CurveFrame(points[:, 0], points[:, -1])
-    ks, kt = own.coords(points)
-    return _piecewise(s, _running_max(ks), kt * (frame.length / own.length))
+def _with_the_head(neutral: Tensor, target: Tensor, stable: Tensor, points: Tensor) -> Tensor:
+    """``points`` (R·B, K, 2), R features of the photo's landmarks stacked on the batch axis,
+    carried by the head's motion: the similarity (least squares, closed form) that takes the
+    photo's ``stable`` points (eye corners, nose bridge, forehead) of ``neutral`` (B, N, 2) onto
+    the target's (B, N, 2). The idle head motion of a live session moves, turns and scales all
+    the landmarks together; an expression moves the stable points little."""
+    p, q = neutral[:, stable], target[:, stable]  # (B, M, 2)
+    p_mean, q_mean = p.mean(1, keepdim=True), q.mean(1, keepdim=True)
+    pc, qc = p - p_mean, q - q_mean
+    norm = (pc * pc).sum((1, 2)).clamp_min(1e-6)
+    cos = (pc * qc).sum((1, 2)) / norm  # scale·cos and scale·sin of the turn
+    sin = (pc[..., 0] * qc[..., 1] - pc[..., 1] * qc[..., 0]).sum(1) / norm
+    turn = torch.stack(
+        [torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], 1
+    )  # (B, 2, 2): row-vector form
+    r = points.shape[0] // neutral.shape[0]
+    return torch.matmul(points - p_mean.repeat(r, 1, 1), turn.repeat(r, 1, 1)) + q_mean.repeat(r, 1, 1)
 
 
 def _roi(size: int, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -476,6 +498,12 @@ class _PhotoInterior:
     gap: Tensor
 
 
+def _lip_shade(below: Tensor, teeth_h: Tensor) -> Tensor:
+    """The upper lip's shade on the top of the upper teeth, ``below`` px under it: 0.8 at the
+    lip, 1 from 0.3 of a full tooth's height ``teeth_h``."""
+    return (0.8 + (0.2 / 0.3) * below / teeth_h).clamp(0.8, 1.0)
+
+
 def _tooth_gaps(lips: _Lips, incisor: Tensor) -> tuple[Tensor, Tensor]:
     """Thin lines (B, P, 0 to 1) between drawn teeth: one at the middle of the mouth, then one
     every tooth width, the widths (``incisor`` px at the middle) narrowing towards the corners
@@ -503,6 +531,7 @@ class Translator(nn.Module):
     roi_pixels: Tensor  # (1, P, 2) eye then mouth ROI pixel centres, in pixels
     eye_idx: Tensor  # (4, 9) landmark indices: right upper, left upper, right lower, left lower lid
     lips_idx: Tensor  # (2, 11) landmark indices: inner upper, inner lower lip
+    stable_idx: Tensor  # (M,) landmark indices that expressions move little (``topo.STABLE``)
 
     def __init__(self, size: int, config: TranslatorConfig = TranslatorConfig()) -> None:
         super().__init__()
@@ -535,6 +564,7 @@ class Translator(nn.Module):
         self.register_buffer("eye_idx", torch.tensor(eyes, dtype=torch.long), persistent=False)
         lips = (topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)
         self.register_buffer("lips_idx", torch.tensor(lips, dtype=torch.long), persistent=False)
+        self.register_buffer("stable_idx", torch.tensor(topo.STABLE, dtype=torch.long), persistent=False)
 
     def _to_norm(self, px: Tensor) -> Tensor:
         return (px + 0.5) * (2.0 / self.size) - 1.0
@@ -653,9 +683,10 @@ class Translator(nn.Module):
         gap = (t_lo - t_up).clamp_min(1e-3)
         below = t - t_up  # px under the upper lip
         depth = (below / gap).clamp(0.0, 1.0)
-        # 1 in the lower half of the opening, else 0 (a float step: masks and selects by a
-        # boolean tensor run several times slower than arithmetic)
-        lower = ((t - 0.5 * (t_up + t_lo)) * 1e4).clamp(0.0, 1.0)
+        # 1 in the lower teeth's part of the opening (its lower half, below the upper teeth),
+        # else 0 (a float step: masks and selects by a boolean tensor run several times slower
+        # than arithmetic)
+        lower = ((t - torch.maximum(0.5 * (t_up + t_lo), t_up + upper_h)) * 1e4).clamp(0.0, 1.0)
         incisor = (UPPER_INCISOR_IOD + (LOWER_INCISOR_IOD - UPPER_INCISOR_IOD) * lower) * iod
         lines, rise = _tooth_gaps(lips, incisor)
         upper_teeth = torch.sigmoid((t_up + upper_h - rise - t) / self.edge)
@@ -664,18 +695,23 @@ class Translator(nn.Module):
         lower_teeth = torch.sigmoid((t - (t_lo - low_h)) / self.edge) * opened
         teeth_a = torch.clamp(upper_teeth + lower_teeth, 0.0, 1.0)
         cavity_shade = 0.55 + 0.45 * (1.0 - torch.sin(np.pi * depth)) * lateral
-        # the upper lip shades the top of the upper teeth: 0.8 under it, 1 from 0.3 of their height
-        lip_shade = (0.8 + (0.2 / 0.3) * below / teeth_h).clamp(0.8, 1.0)
         gap_shade = 1.0 - (0.2 - 0.1 * lower) * lines
-        tooth_shade = (0.55 + 0.45 * lateral.sqrt()) * (1.0 - 0.15 * lower) * gap_shade * lip_shade
+        tooth_shade = (
+            (0.55 + 0.45 * lateral.sqrt()) * (1.0 - 0.15 * lower) * gap_shade * _lip_shade(below, teeth_h)
+        )
         teeth_rgb = (teeth_a * tooth_shade)[:, None] * palette[:, 0, :, None]
-        # the tongue: a dome in the lower part of an opening over 2.5 times the teeth's height
-        # (behind the lower teeth in a smaller one), its top at 0.55 of the opening in the middle
-        # of the mouth and lower towards the corners (1 - lateral: the squared distance from it)
+        cavity = (1 - teeth_a) * cavity_shade * self._tongue(below, gap, teeth_h, lateral)
+        return teeth_rgb + cavity[:, None] * palette[:, 1, :, None]
+
+    def _tongue(self, below: Tensor, gap: Tensor, teeth_h: Tensor, lateral: Tensor) -> Tensor:
+        """The cavity's brightness gain (B, P): ``TONGUE_GAIN`` on the tongue, a dome in the
+        lower part of an opening over 2.5 times the teeth's height (behind the lower teeth in a
+        smaller one), its top at 0.55 of the opening in the middle of the mouth and lower
+        towards the corners (1 - ``lateral``: the squared distance from the middle); else 1.
+        ``below``: px under the upper lip; ``gap``: the opening, px."""
         wide = (gap / teeth_h - 2.5).clamp(0.0, 1.0) * lateral
         dome = torch.sigmoid((below - (0.9 - 0.35 * lateral) * gap) / (2.0 * self.edge))
-        cavity = (1 - teeth_a) * cavity_shade * (1.0 + (TONGUE_GAIN - 1.0) * wide * dome)
-        return teeth_rgb + cavity[:, None] * palette[:, 1, :, None]
+        return 1.0 + (TONGUE_GAIN - 1.0) * wide * dome
 
     def _photo_interior(
         self, lips: _Lips, neutral: Tensor, target: Tensor, src: Tensor, teeth_h: Tensor
@@ -721,7 +757,8 @@ class Translator(nn.Module):
         p = torch.cat(pix.chunk(2, dim=1))  # (2B, P, 2)
         s, t = frame.coords(p)
         t_t = frame.curve(s, up_t)
-        t_n = _moved_with_corners(frame, s, torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]]))
+        up_n = torch.cat([neutral[:, idx[0]], neutral[:, idx[1]]])
+        t_n = frame.curve(s, _with_the_head(neutral, target, self.stable_idx, up_n))
         t_lo = frame.curve(s, torch.cat([target[:, idx[2]], target[:, idx[3]]]))
         alpha, lash = self._lid_cover(s, t, t_n, t_t, t_lo)
         under = frame.curve(s, torch.cat([neutral[:, idx[2]], neutral[:, idx[3]]]))
@@ -739,10 +776,10 @@ class Translator(nn.Module):
         self, s: Tensor, t: Tensor, t_n: Tensor, t_t: Tensor, t_lo: Tensor
     ) -> tuple[Tensor, Tensor]:
         """Lid and lash-line alphas (2B, P) at the eye pixels (s, t in the target upper lid's
-        frame; t_n, t_t, t_lo: the photo's upper lid carried with the eye's corners, the target
-        upper lid and the target lower lid there).
+        frame; t_n, t_t, t_lo: the photo's upper lid carried by the head's motion
+        (``_with_the_head``), the target upper lid and the target lower lid there).
         The lid covers what was eye opening in the photo and now lies above the target lid
-        line. Its top rises above the neutral lid line by as much as the lid dropped there, so
+        line. Its top rises above the photo's lid line by as much as the lid dropped there, so
         it is a lens that tapers to the eye corners; it fades in from that top, and from its
         sides towards the corners (``LID_END_FADE``) but for its lowest pixels, so it meets the
         skin around without an edge. Where the lids meet it also covers the eye interior

@@ -25,6 +25,7 @@ from rt_smile.models.translator import (
     prepare_face,
     tps_flow_basis,
 )
+from rt_smile.train.fidelity import REFERENCE_EXPRESSIONS
 
 
 def _psnr(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
@@ -136,10 +137,12 @@ def test_blink_covers_the_eyes_with_lid_skin(sample_crop: FaceCrop, prior: FaceP
 
 def test_head_motion_draws_no_lid(sample_crop: FaceCrop, prior: FacePrior) -> None:
     """The live engine's idle head motion moves, turns and scales all the landmarks together:
-    then no lid is drawn over the eyes (the warp alone moves them), while a blink on the moved
-    head still closes them. A lid's drop is measured against the photo's lid carried by the
-    eye's corners; measured against the photo's lid where it was, a head 2 px lower drew a lid
-    band and a lash line over both eyes."""
+    then no lid is drawn over the eyes (the warp alone moves them), nor on a smile, whose
+    cheek raise lifts the eye corners more than the upper lid, while a blink on the moved head
+    still closes them. A lid's drop is measured against the photo's lid carried by the head's
+    motion (fitted on the stable points); against the photo's lid where it was, a head 2 px
+    lower drew a lid band and a lash line over both eyes, and against the lid carried by the
+    eye's corners, a closed smile drew a lid."""
     tr = Translator(256)
     lm = sample_crop.landmarks[:468]
     a = np.deg2rad(1.2)
@@ -150,15 +153,20 @@ def test_head_motion_draws_no_lid(sample_crop: FaceCrop, prior: FacePrior) -> No
         return (points[:468] - centre) @ turn.T + centre + np.array([0.5, 2.0])
 
     blink = apply_expression(sample_crop.landmarks, {"AU45": 1.0})
-    targets = torch.from_numpy(np.stack([moved(lm), moved(blink)])).float()
-    neutral = prior.neutral[None].expand(2, -1, -1)
-    pix = tr.roi_pixels[:, : 2 * tr.n_eye].expand(2, -1, -1)
-    iod = torch.full((2, 1), float(sample_crop.iod))
-    palette, src = prior.palette[None].expand(2, -1, -1), prior.image.expand(2, -1, -1, -1)
+    smiles = [
+        apply_expression(sample_crop.landmarks, REFERENCE_EXPRESSIONS[name], sample_crop.depth)[:468]
+        for name in ("closed smile", "open smile")
+    ]
+    targets = torch.from_numpy(np.stack([moved(lm), *smiles, moved(blink)])).float()
+    n = targets.shape[0]
+    neutral = prior.neutral[None].expand(n, -1, -1)
+    pix = tr.roi_pixels[:, : 2 * tr.n_eye].expand(n, -1, -1)
+    iod = torch.full((n, 1), float(sample_crop.iod))
+    palette, src = prior.palette[None].expand(n, -1, -1), prior.image.expand(n, -1, -1, -1)
     with torch.inference_mode():
         _, alpha = tr.lid_layer(pix, neutral, targets, palette, src, iod)
-    assert float(alpha[0].max()) < 0.01
-    assert float(alpha[1].max()) > 0.9
+    assert alpha[:3].amax(1).tolist() == pytest.approx([0.0, 0.0, 0.0], abs=0.01)
+    assert float(alpha[3].max()) > 0.9
 
 
 def _lid_texture_ratio(crop: FaceCrop, prior: FacePrior) -> list[float]:
@@ -271,7 +279,7 @@ def test_lip_between_the_inner_lip_points_is_not_taken_for_teeth(sample_crop: Fa
     luma = np.array([0.299, 0.587, 0.114])
     x, y = round(float(target[13, 0])), round(float(target[13, 1]))
     under_lip = frame[y + 2 : y + 6, x - 8 : x + 9] @ luma
-    assert under_lip.mean() > float(lip_rgb @ luma) + 30, (under_lip.mean(), lip_rgb)
+    assert under_lip.mean() > float(lip_rgb @ luma) + 15, (under_lip.mean(), lip_rgb)  # lip carried: +0
 
 
 @pytest.fixture(scope="module")
@@ -282,23 +290,138 @@ def closed_lips(detector: LandmarkDetector, other_face: NDArray[np.uint8]) -> tu
 
 
 def test_closed_lips_photo_gets_white_teeth(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
-    """No teeth and no clear eye whites in the photo (spectacles): the teeth colour is near
-    white (the old palette took the brightest eye pixels: pink skin, saturation 0.42)."""
+    """No teeth and no clear eye whites in the photo (spectacles): the teeth colour is of a
+    neutral hue, enamel's (the old palette took the brightest eye pixels: pink skin, saturation
+    0.42)."""
     teeth = closed_lips[1].palette[0].numpy()
     assert (teeth.max() - teeth.min()) / teeth.max() < 0.15, teeth
 
 
-def test_drawn_teeth_are_lit_as_the_face_is(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
-    """Teeth drawn for a photo that shows none are 1.2 times as bright as the skin under its
-    eyes (real teeth against that skin: 0.87-1.45, median 1.2): the same photo darkened to 60 %
-    gets teeth 60 % as bright, not a white that glows in a dim photo."""
+def test_drawn_teeth_are_lit_as_the_face_is(
+    sample_crop: FaceCrop, closed_lips: tuple[FaceCrop, FacePrior]
+) -> None:
+    """Teeth drawn for a photo that shows none are lit as the face is, not a white that glows in
+    a dim photo. Grace Hopper (spectacles: no clear eye whites, so the skin under the eyes is
+    the reference): the photo darkened to 60 % gets teeth 60 % as bright, and they are brighter
+    than that skin. The sample with its mouth painted lip-coloured (clear eye whites, the
+    reference; real teeth: 1.13 times as bright, median), its skin, all but the eye openings,
+    darkened to 50 % or to 35 %: the same teeth; a darker skin does not make them grey (the
+    skin as reference would take them to 70 %)."""
+    luma = np.array([0.299, 0.587, 0.114])
+
+    def teeth(image: NDArray[np.float64], lm: NDArray[np.float64]) -> float:
+        return float(
+            prepare_face(np.clip(image + 0.5, 0, 255).astype(np.uint8), lm).palette[0].numpy() @ luma
+        )
+
     crop, prior = closed_lips
-    dim = prepare_face((crop.image * 0.6 + 0.5).astype(np.uint8), crop.landmarks)
-    luma = torch.tensor([0.299, 0.587, 0.114])
-    bright, dark = float(prior.palette[0] @ luma), float(dim.palette[0] @ luma)
-    skin = _cheek_luma(crop.image.reshape(-1, 3) / 255.0, (256, 256), crop.landmarks)
-    assert bright == pytest.approx(1.2 * skin, abs=0.02)
-    assert dark / bright == pytest.approx(0.6, abs=0.03)
+    lm = crop.landmarks
+    bright = float(prior.palette[0].numpy() @ luma)
+    assert teeth(crop.image * 0.6, lm) / bright == pytest.approx(0.6, abs=0.03)
+    under_eyes = [
+        crop.image[
+            round(lm[i, 1] + 0.1 * crop.iod) : round(lm[i, 1] + 0.2 * crop.iod),
+            round(lm[i, 0] - 0.05 * crop.iod) : round(lm[i, 0] + 0.05 * crop.iod),
+        ].reshape(-1, 3)
+        for i in (145, 374)
+    ]
+    skin = float(np.median(np.concatenate(under_eyes) @ luma)) / 255.0
+    assert bright > 1.05 * skin, (bright, skin)
+    lm = sample_crop.landmarks
+    mouth = [_ring(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)]
+    eyes = _mask(
+        sample_crop.image,
+        [
+            _ring(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+            _ring(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+        ],
+    )
+    painted = sample_crop.image.astype(np.float64)
+    painted[cv2.dilate(_mask(sample_crop.image, mouth), np.ones((3, 3), np.uint8)) > 0] = np.median(
+        sample_crop.image[
+            _mask(sample_crop.image, [_ring(lm, topo.LIPS_OUTER_UPPER, topo.LIPS_OUTER_LOWER)]) > 0
+        ],
+        0,
+    )
+    dark, darker = painted.copy(), painted.copy()
+    dark[eyes == 0] *= 0.5
+    darker[eyes == 0] *= 0.35
+    assert teeth(darker, lm) / teeth(dark, lm) == pytest.approx(1.0, abs=0.03)
+
+
+def _tinted(
+    image: NDArray[np.uint8], polygons: list[NDArray[np.float64]], gain: list[float]
+) -> NDArray[np.uint8]:
+    """``image`` with the pixels inside ``polygons`` scaled per channel by ``gain``."""
+    out = image.astype(np.float64)
+    out[_mask(image, polygons) > 0] *= np.array(gain)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _ring(lm: NDArray[np.float64], upper: tuple[int, ...], lower: tuple[int, ...]) -> NDArray[np.float64]:
+    return np.concatenate([lm[list(upper)], lm[list(lower)][::-1]])
+
+
+def test_teeth_take_the_photos_teeth_colour_or_the_eye_whites_hue(sample_crop: FaceCrop) -> None:
+    """The sample shows its teeth: bluer teeth in the photo (blue × 0.85 between the inner lips)
+    give bluer drawn teeth. With no teeth to see (the mouth painted lip-coloured), the drawn
+    teeth take the hue of the eye whites: yellower eye whites (blue × 0.85), yellower teeth.
+    (Their brightness follows the skin, which neither change touches.)"""
+    lm = sample_crop.landmarks
+    mouth = [_ring(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)]
+    eyes = [
+        _ring(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+        _ring(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+    ]
+
+    def teeth(image: NDArray[np.uint8]) -> NDArray[np.float32]:
+        return prepare_face(image, lm).palette[0].numpy()
+
+    plain, blue = teeth(sample_crop.image), teeth(_tinted(sample_crop.image, mouth, [1.0, 1.0, 0.85]))
+    assert (blue[2] / blue[1]) / (plain[2] / plain[1]) < 0.92, (plain, blue)
+    lips = np.median(sample_crop.image[cv2.dilate(_mask(sample_crop.image, mouth), np.ones((9, 9))) > 0], 0)
+    painted = sample_crop.image.copy()
+    painted[cv2.dilate(_mask(painted, mouth), np.ones((3, 3), np.uint8)) > 0] = lips
+    plain, yellow = teeth(painted), teeth(_tinted(painted, eyes, [1.0, 1.0, 0.85]))
+    assert (yellow[2] / yellow[1]) / (plain[2] / plain[1]) < 0.92, (plain, yellow)
+
+
+def _mask(image: NDArray[np.uint8], polygons: list[NDArray[np.float64]]) -> NDArray[np.uint8]:
+    mask = np.zeros(image.shape[:2], np.uint8)
+    for poly in polygons:
+        cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], (1,))
+    return mask
+
+
+def test_the_upper_lip_shades_the_top_of_the_teeth(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
+    """Drawn upper teeth are darker right under the upper lip (its shade: 0.8) than halfway
+    down (the mouth layer's colour before it is blended in, at the middle of a central
+    incisor; without the shade the two match)."""
+    crop, prior = closed_lips
+    target = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
+    tr = Translator(256)
+    iod = float(np.linalg.norm(target[topo.RIGHT_EYE_OUTER] - target[topo.LEFT_EYE_OUTER]))
+    pix = tr.roi_pixels[:, 2 * tr.n_eye :]
+    with torch.inference_mode():
+        rgb, _, _ = tr.mouth_layer(
+            pix,
+            torch.from_numpy(target[None]).float(),
+            prior.neutral[None],
+            prior.image,
+            prior.palette[None],
+            torch.tensor([[iod]]),
+        )
+    lum = rgb[0].numpy().T @ np.array([0.299, 0.587, 0.114])
+    x = round(float(target[78, 0] + target[308, 0]) / 2 + 0.5 * UPPER_INCISOR_IOD * iod)
+    y = float(target[13, 1])
+
+    xy = pix[0].numpy()
+
+    def at(below: float) -> float:
+        hit = (np.abs(xy[:, 0] - x) < 0.1) & (np.abs(xy[:, 1] - round(y + below)) < 0.1)
+        return float(lum[hit][0])
+
+    assert at(0.5) < 0.9 * at(0.05 * iod), (at(0.5), at(0.05 * iod))
 
 
 def test_open_mouth_of_closed_lips_draws_separate_teeth(closed_lips: tuple[FaceCrop, FacePrior]) -> None:
@@ -323,9 +446,10 @@ def test_drawn_upper_teeth_have_rounded_tips(
     detector: LandmarkDetector, other_face: NDArray[np.uint8]
 ) -> None:
     """The drawn upper teeth's biting edge rises at each gap between them (rounded corners,
-    ``TOOTH_CORNER`` of a tooth's width, 2.4 px here): at 512², under the middle gap the teeth
-    end at least 1.5 rows higher than, on average, under the middles of the two central
-    incisors beside it (a straight edge, as before, ends level: within 0.5 rows)."""
+    ``TOOTH_CORNER`` of a tooth's width, 2.7 px here): at 512², under the middle gap and under
+    the next gap on each side, the teeth end at least 1.5 rows higher than, on average, under
+    the middles of the two teeth beside it (a straight edge, as before, ends level: within 0.5
+    rows)."""
     crop = crop_face(other_face, detect_face(other_face, DetectorConfig(), detector), CropConfig(size=512))
     target = apply_expression(crop.landmarks, {"AU12": 0.8, "AU25": 0.7, "AU26": 0.4})[:468]
     prior = prepare_face(crop.image, crop.landmarks)
@@ -333,16 +457,28 @@ def test_drawn_upper_teeth_have_rounded_tips(
         [0.299, 0.587, 0.114]
     )
     iod = float(np.linalg.norm(target[topo.RIGHT_EYE_OUTER] - target[topo.LEFT_EYE_OUTER]))
-    middle = round(float(target[78, 0] + target[308, 0]) / 2)
-    half_tooth = round(UPPER_INCISOR_IOD * iod / 2)
+    middle = float(target[78, 0] + target[308, 0]) / 2
     y = round(float(target[13, 1]))
-    ends = []
-    for x in (middle - half_tooth, middle, middle + half_tooth):
-        column = lum[y : y + round(0.2 * iod), x]
+
+    def end(x: float) -> float:
+        """Where the teeth in column x end, to a sub-pixel."""
+        column = lum[y : y + round(0.2 * iod), round(x)]
         top = int(np.argmax(column > 120))  # the teeth start under the lip ...
-        last = top + int(np.argmax(column[top:] < 120)) - 1  # ... and end at the cavity:
-        ends.append(last + (column[last] - 120) / (column[last] - column[last + 1]))  # sub-pixel
-    assert ends[1] <= (ends[0] + ends[2]) / 2 - 1.5, ends
+        last = top + int(np.argmax(column[top:] < 120)) - 1  # ... and end at the cavity
+        return float(last + (column[last] - 120) / (column[last] - column[last + 1]))
+
+    tooth, half = UPPER_INCISOR_IOD * iod, float(np.linalg.norm(target[308] - target[78])) / 2
+
+    def at(u: float) -> float:
+        """Column u teeth from the middle (the teeth narrow towards the corners)."""
+        x = abs(u) * tooth
+        for _ in range(20):
+            x = abs(u) * tooth / (1.0 + 0.8 * (x / half) ** 2)
+        return middle + np.sign(u) * x
+
+    for gap in (-1, 0, 1):
+        beside = (end(at(gap - 0.5)) + end(at(gap + 0.5))) / 2
+        assert end(at(gap)) <= beside - 1.5, (gap, end(at(gap)), beside)
 
 
 def test_a_wide_opening_shows_the_tongue(
@@ -364,7 +500,9 @@ def test_a_wide_opening_shows_the_tongue(
     top, bottom = round(float(wide[13, 1])), round(float(wide[14, 1]))
     upper = np.s_[top : top + 2 * (bottom - top) // 5, x - 2 : x + 3]  # teeth and dark cavity
     lower = np.s_[(top + bottom) // 2 : bottom - 3, x - 2 : x + 3]
-    assert np.abs(with_tongue[0][upper] - bare[0][upper]).max() <= 1.0
+    assert (
+        np.abs(with_tongue[0][upper] - bare[0][upper]).max() <= 2.0
+    )  # (uint8 rounding of a float difference of 1.2)
     gain = with_tongue[0][lower] - bare[0][lower]
     assert gain.max(axis=(0, 1))[0] > 8.0 and (gain[..., 0] >= gain[..., 1]).all(), gain.max(axis=(0, 1))
 
