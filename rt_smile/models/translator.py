@@ -197,7 +197,7 @@ _ENAMEL.setflags(write=False)
 #: half of the whitish pixels between real lips came out at 0.92-1.56 times the eye whites'
 #: (median 1.13) and 0.87-1.45 times the median cheek skin's (median 1.2), on the photos and
 #: video frames at hand that show teeth (docs/translator.md). The eye whites are the better
-#: reference: like teeth, they are white whatever the skin's tone.
+#: reference: like teeth, they are as light whatever the skin's tone.
 _TEETH_OVER_WHITES = 1.13
 _TEETH_OVER_SKIN = 1.2
 #: Drawn teeth are never brighter than this (luminance).
@@ -213,10 +213,11 @@ def _teeth_color(
     """Teeth colour. Where the photo shows teeth, their colour: the brighter half of the whitish
     pixels (saturation ≤ 0.3, not dark) in its mouth opening, mixed 4:1 with the drawn colour.
     Else (and pulled towards it the fewer of those there are; counted in IOD², so alike at 256²
-    and 512²) drawn teeth lit as the face is: in the hue of the eye whites and
-    ``_TEETH_OVER_WHITES`` times as bright, or, for a photo with shaded or spectacled eyes, in
-    enamel's hue and ``_TEETH_OVER_SKIN`` times as bright as the skin under the eyes; not a
-    white that glows in a dim photo."""
+    and 512²) drawn teeth lit as the face is: in the hue of the eye whites (mixed 4:1 with
+    enamel's) and ``_TEETH_OVER_WHITES`` times as bright, or, for a photo with shaded or
+    spectacled eyes, in enamel's hue and ``_TEETH_OVER_SKIN`` times as bright as the skin
+    under the eyes, the two blended by how far the eye whites are trusted; not a white that
+    glows in a dim photo."""
     iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
     full = _WHITISH_AREA_IOD2 * iod * iod
     mouth = _whitish(rgb, _polygon_mask(hw, _eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)))
