@@ -374,8 +374,8 @@ def _with_the_head(neutral: Tensor, target: Tensor, stable: Tensor, points: Tens
     turn = torch.stack(
         [torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], 1
     )  # (B, 2, 2): row-vector form
-    r = points.shape[0] // neutral.shape[0]
-    return torch.matmul(points - p_mean.repeat(r, 1, 1), turn.repeat(r, 1, 1)) + q_mean.repeat(r, 1, 1)
+    each = points.reshape(-1, neutral.shape[0], *points.shape[1:])  # (R, B, K, 2)
+    return (torch.matmul(each - p_mean, turn) + q_mean).reshape(points.shape)
 
 
 def _roi(size: int, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
