@@ -784,7 +784,8 @@ class Translator(nn.Module):
         it is a lens that tapers to the eye corners; it fades in from that top, and from its
         sides towards the corners (``LID_END_FADE``) but for its lowest pixels, so it meets the
         skin around without an edge. Where the lids meet it also covers the eye interior
-        squeezed into the lid line. The lash line along its margin thins towards the corners."""
+        squeezed into the lid line. The lash line along its margin thins towards the corners and
+        is half as dark until the lids meet (``meet``): a lid partly down is not lined like eyeliner."""
         e = self.edge
         drop = (t_t - t_n).clamp_min(0.0)
         closing = (drop / e).clamp(0.0, 1.0) * _between_corners(s)
@@ -796,7 +797,12 @@ class Translator(nn.Module):
         lowest = torch.sigmoid((t - (bottom - 3.0 * e)) / e)
         alpha = _band(t, top, bottom, e) * fade * torch.maximum(ends, lowest) * closing
         arc = (4.0 * s * (1.0 - s)).clamp(0.0, 1.0).sqrt()  # 1 mid-eye, 0 at the corners
-        lash = _band(t, bottom - e * (0.5 + 1.2 * arc), bottom, 0.5 * e) * (0.34 + 0.51 * arc) * closing
+        lash = (
+            _band(t, bottom - e * (0.5 + 1.2 * arc), bottom, 0.5 * e)
+            * (0.34 + 0.51 * arc)
+            * closing
+            * (0.5 + 0.5 * meet)
+        )
         return alpha, lash
 
     def _sample_across(self, src: Tensor, frame: _CurveFrame, p: Tensor, shift: Tensor) -> Tensor:

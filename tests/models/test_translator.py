@@ -169,6 +169,30 @@ def test_head_motion_draws_no_lid(sample_crop: FaceCrop, prior: FacePrior) -> No
     assert float(alpha[3].max()) > 0.9
 
 
+def test_a_lid_partly_down_draws_no_eyeliner(sample_crop: FaceCrop, prior: FacePrior) -> None:
+    """A lid partly down (a third of a blink, AU45 0.3; the lid tightener, AU7 1) keeps a soft
+    lash line along its margin, lighter on average over the three middle points of each upper
+    lid than the photo's own lashes there; the closed lid (AU45 1) draws the full line, darker
+    than them. Before, a lid lowered by a pixel got the full line: black like eyeliner, 11-15
+    levels darker than the photo's lashes."""
+    lm = sample_crop.landmarks
+    luma = np.array([0.299, 0.587, 0.114])
+    points = (158, 159, 160, 385, 386, 387)
+
+    def darkest(lum: NDArray[np.float64], at: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The darkest pixel within 2 rows of each upper-lid point, in its column."""
+        return np.array(
+            [lum[round(at[i, 1]) - 2 : round(at[i, 1]) + 3, round(at[i, 0])].min() for i in points]
+        )
+
+    own = darkest(sample_crop.image.astype(np.float64) @ luma, lm)
+    for intensities, lighter in (({"AU45": 0.3}, True), ({"AU7": 1.0}, True), ({"AU45": 1.0}, False)):
+        target = apply_expression(lm, intensities, sample_crop.depth)[:468]
+        frame = _render(Translator(256), prior, target[None])[0].astype(np.float64) @ luma
+        change = float((darkest(frame, target) - own).mean())
+        assert (change > 5.0) if lighter else (change < 0.0), (intensities, change)
+
+
 def _lid_texture_ratio(crop: FaceCrop, prior: FacePrior) -> list[float]:
     """Per eye: fine detail (mean |pixel - 3x3 mean|) of the closed lid over the photo's own
     under-eye skin, in the columns of the lid's middle point."""
