@@ -150,6 +150,13 @@ def _band_pixels(
     return rgb[_polygon_mask(hw, band).ravel()]
 
 
+def _under_eye(
+    rgb: NDArray[np.float64], hw: tuple[int, int], lower_lid: NDArray[np.float64], iod: float
+) -> NDArray[np.float64]:
+    """The skin 0.08 to 0.2 IOD under an eye's lower lid (its points, pixels)."""
+    return _band_pixels(rgb, hw, lower_lid, 0.08 * iod, 0.2 * iod)
+
+
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -173,7 +180,7 @@ def _lid_colors(
     ):
         up, lo = lm[list(upper)], lm[list(lower)]
         lid = _band_pixels(rgb, hw, up, -0.025 * iod, -0.06 * iod)
-        cheek = _band_pixels(rgb, hw, lo, 0.08 * iod, 0.2 * iod)
+        cheek = _under_eye(rgb, hw, lo, iod)
         margin.append(_band_pixels(rgb, hw, up, 0.01 * iod, -0.02 * iod))
         if len(lid) > 4 and len(cheek) > 4:
             lid_c, cheek_c = _bright_half(lid), np.median(cheek, 0)
@@ -261,10 +268,7 @@ def _cheek_luma(rgb: NDArray[np.float64], hw: tuple[int, int], lm: NDArray[np.fl
     """Median luminance of the skin under both eyes (0.08 to 0.2 IOD below the lower lids); a
     mid grey where none is in the crop."""
     iod = float(np.linalg.norm(lm[topo.RIGHT_EYE_OUTER] - lm[topo.LEFT_EYE_OUTER]))
-    px = [
-        _band_pixels(rgb, hw, lm[list(lower)], 0.08 * iod, 0.2 * iod)
-        for lower in (topo.RIGHT_EYE_LOWER, topo.LEFT_EYE_LOWER)
-    ]
+    px = [_under_eye(rgb, hw, lm[list(lower)], iod) for lower in (topo.RIGHT_EYE_LOWER, topo.LEFT_EYE_LOWER)]
     cheek = np.concatenate(px)
     return float(np.median(cheek @ _LUMA)) if len(cheek) > 8 else 0.6
 

@@ -22,6 +22,7 @@ from rt_smile.models.translator import (
     Translator,
     _basis_product,
     _cheek_luma,
+    _eye_polygon,
     prepare_face,
     tps_flow_basis,
 )
@@ -355,8 +356,8 @@ def test_drawn_teeth_are_lit_as_the_face_is(
     eyes = _mask(
         sample_crop.image,
         [
-            _ring(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
-            _ring(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+            _eye_polygon(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+            _eye_polygon(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
         ],
     )
     painted = _painted_mouth(sample_crop).astype(np.float64)
@@ -372,7 +373,7 @@ def _painted_mouth(crop: FaceCrop) -> NDArray[np.uint8]:
     well above the 0.3 of what is taken for teeth): a mouth that shows no teeth."""
     lm = crop.landmarks
     painted = crop.image.copy()
-    inner = _mask(painted, [_ring(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)])
+    inner = _mask(painted, [_eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)])
     painted[cv2.dilate(inner, np.ones((3, 3), np.uint8)) > 0] = (200, 110, 105)
     return painted
 
@@ -386,19 +387,15 @@ def _tinted(
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def _ring(lm: NDArray[np.float64], upper: tuple[int, ...], lower: tuple[int, ...]) -> NDArray[np.float64]:
-    return np.concatenate([lm[list(upper)], lm[list(lower)][::-1]])
-
-
 def test_teeth_take_the_photos_teeth_colour_or_the_eye_whites_hue(sample_crop: FaceCrop) -> None:
     """The sample shows its teeth: bluer teeth in the photo (blue × 0.85 between the inner lips)
     give bluer drawn teeth. With no teeth to see (the mouth painted lip-coloured), the drawn
     teeth take the hue of the eye whites: yellower eye whites (blue × 0.85), yellower teeth."""
     lm = sample_crop.landmarks
-    mouth = [_ring(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)]
+    mouth = [_eye_polygon(lm, topo.LIPS_INNER_UPPER, topo.LIPS_INNER_LOWER)]
     eyes = [
-        _ring(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
-        _ring(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
+        _eye_polygon(lm, topo.RIGHT_EYE_UPPER, topo.RIGHT_EYE_LOWER),
+        _eye_polygon(lm, topo.LEFT_EYE_UPPER, topo.LEFT_EYE_LOWER),
     ]
 
     def teeth(image: NDArray[np.uint8]) -> NDArray[np.float32]:
